@@ -1,0 +1,218 @@
+"""A streaming client for OpenAI-compatible chat servers: the local engine, llama-server, vLLM, Ollama.
+
+Only the standard library: one request per reply, Server-Sent Events read line by line. Stop is
+immediate: cancelling shuts the socket down, which also tells the server to stop generating.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import time
+from typing import TYPE_CHECKING, Callable
+from urllib.parse import urlsplit
+
+from runtime.chat_types import ChatReply, ReplyStats, SamplingParams
+from runtime.errors import EngineCrashed, EngineError, RemoteServerError, WorkbenchError, error_class_for
+from runtime.jobs import CancelToken
+
+if TYPE_CHECKING:
+    from runtime.engine_process import LocalEngine
+
+
+class ChatClient:
+    """Talks to one server. ``engine`` is set when that server is our own engine process."""
+
+    def __init__(self, base_url: str, api_key: str = "", model: str = "", timeout_s: float = 30.0,
+                 read_timeout_s: float = 600.0, engine: "LocalEngine | None" = None) -> None:
+        parts = urlsplit(base_url.strip().rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteServerError(
+                f"'{base_url}' is not a server address.",
+                hint="Enter a URL like http://127.0.0.1:8080/v1 (llama-server) or http://localhost:11434/v1 (Ollama).",
+            )
+        self.base_url = base_url.strip().rstrip("/")
+        self._parts = parts
+        self.api_key = api_key
+        self.model = model
+        self.timeout_s = timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.engine = engine
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _connect(self) -> http.client.HTTPConnection:
+        port = self._parts.port
+        if self._parts.scheme == "https":
+            return http.client.HTTPSConnection(self._parts.hostname, port, timeout=self.timeout_s,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(self._parts.hostname, port, timeout=self.timeout_s)
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _request(self, method: str, path: str, body: dict | None = None):
+        """Send a request; return (connection, response, socket) for a 2xx answer, raise otherwise.
+
+        The socket is returned because http.client lets go of it once a "Connection: close"
+        response starts, and Stop needs it to hang up.
+        """
+        conn = self._connect()
+        try:
+            conn.request(method, self._parts.path + path, body=json.dumps(body) if body is not None else None,
+                         headers=self._headers())
+            sock = conn.sock
+            sock.settimeout(self.read_timeout_s)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._unreachable(exc) from exc
+        if response.status >= 300:
+            payload = response.read()
+            conn.close()
+            raise self._http_error(response.status, payload)
+        return conn, response, sock
+
+    def _unreachable(self, exc: Exception) -> WorkbenchError:
+        if self.engine is not None and not self.engine.alive:
+            return EngineCrashed(f"The model engine is not running: {self.engine.exit_reason()}.")
+        reason = "timed out" if isinstance(exc, socket.timeout) else (str(exc) or type(exc).__name__)
+        return RemoteServerError(f"No answer from {self.base_url} ({reason}).")
+
+    def _http_error(self, status: int, payload: bytes) -> WorkbenchError:
+        error = {}
+        try:
+            data = json.loads(payload or b"{}")
+            error = data.get("error", {}) if isinstance(data, dict) else {}
+            if isinstance(error, str):
+                error = {"message": error}
+        except ValueError:
+            pass
+        message = error.get("message") or payload[:200].decode("utf-8", "replace").strip()
+        if status in (401, 403):
+            return RemoteServerError(f"The server at {self.base_url} rejected the API key (HTTP {status}).",
+                                     hint="Check the API key for this server.")
+        if status == 404:
+            return RemoteServerError(
+                f"The server at {self.base_url} answered 'not found' (HTTP 404){': ' + message if message else ''}.",
+                hint="Check the base URL (it usually ends in /v1) and the model name.",
+            )
+        default = EngineError if self.engine is not None else RemoteServerError
+        cls = error_class_for(error.get("type"), default)
+        return cls(message or f"The server answered HTTP {status}.", hint=error.get("hint") or None)
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def list_models(self) -> list[str]:
+        conn, response, _ = self._request("GET", "/models")
+        try:
+            data = json.loads(response.read() or b"{}")
+        except ValueError as exc:
+            raise RemoteServerError(f"{self.base_url} is not an OpenAI-compatible server (bad /models answer).") from exc
+        finally:
+            conn.close()
+        return [m.get("id", "") for m in data.get("data", []) if isinstance(m, dict)]
+
+    def check(self) -> None:
+        """Raise RemoteServerError unless the server answers and accepts the key."""
+        self.list_models()
+
+    def stream_chat(self, messages: list[dict], params: SamplingParams,
+                    on_text: Callable[[str], None] | None = None,
+                    cancel: CancelToken | None = None) -> ChatReply:
+        """Stream one reply. Blocking: run it off the UI thread.
+
+        Cancelling returns the partial reply with finish_reason "cancelled" (it does not raise).
+        """
+        cancel = cancel or CancelToken()
+        body = {"model": self.model or "default", "messages": messages, "stream": True,
+                "stream_options": {"include_usage": True},
+                "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
+                "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
+                "max_tokens": params.max_tokens}
+        if params.seed is not None:
+            body["seed"] = params.seed
+        started = time.perf_counter()
+        conn, response, sock = self._request("POST", "/chat/completions", body)
+
+        def hang_up():
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        cancel.add_callback(hang_up)
+        pieces: list[str] = []
+        stats = ReplyStats()
+        first_at = last_at = 0.0
+        chunks = 0
+        done = False
+        try:
+            while not done:
+                try:
+                    line = response.readline()
+                except (OSError, http.client.HTTPException):
+                    line = b""
+                if not line:
+                    break
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    done = True
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    err = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
+                    cls = error_class_for(err.get("type"), EngineError if self.engine else RemoteServerError)
+                    raise cls(err.get("message", "The server reported an error mid-reply."), hint=err.get("hint"))
+                for choice in event.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        last_at = time.perf_counter()
+                        if not first_at:
+                            first_at = last_at
+                        chunks += 1
+                        pieces.append(text)
+                        if on_text is not None:
+                            on_text(text)
+                    if choice.get("finish_reason"):
+                        stats.finish_reason = choice["finish_reason"]
+                usage = event.get("usage")
+                if usage:
+                    stats.prompt_tokens = usage.get("prompt_tokens", 0)
+                    stats.completion_tokens = usage.get("completion_tokens", 0)
+                timings = event.get("timings")
+                if timings and "prompt_n" in timings:
+                    stats.prompt_tokens_evaluated = timings["prompt_n"]
+        finally:
+            cancel.remove_callback(hang_up)
+            response.close()
+            conn.close()
+        if not done:
+            if cancel.cancelled:
+                stats.finish_reason = "cancelled"
+            else:
+                raise self._broken_stream()
+        ended = time.perf_counter()
+        stats.completion_tokens = stats.completion_tokens or chunks
+        if not stats.prompt_tokens_evaluated:
+            stats.prompt_tokens_evaluated = stats.prompt_tokens
+        stats.ttft_s = (first_at or ended) - started
+        stats.total_s = ended - started
+        if stats.completion_tokens > 1 and last_at > first_at:
+            stats.gen_tokens_per_s = (stats.completion_tokens - 1) / (last_at - first_at)
+        return ChatReply("".join(pieces), stats)
+
+    def _broken_stream(self) -> WorkbenchError:
+        if self.engine is not None:
+            self.engine.wait_exit(timeout=2.0)
+            if not self.engine.alive:
+                return EngineCrashed(f"The model engine stopped mid-reply: {self.engine.exit_reason()}.",
+                                     hint="Reload the model; the conversation so far is kept.")
+            return EngineError("The model engine closed the reply early.")
+        return RemoteServerError(f"The server at {self.base_url} closed the connection mid-reply.")

