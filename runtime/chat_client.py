@@ -123,10 +123,11 @@ class ChatClient:
 
     def stream_chat(self, messages: list[dict], params: SamplingParams,
                     on_text: Callable[[str], None] | None = None,
-                    cancel: CancelToken | None = None) -> ChatReply:
+                    cancel: CancelToken | None = None, extra: dict | None = None) -> ChatReply:
         """Stream one reply. Blocking: run it off the UI thread.
 
         Cancelling returns the partial reply with finish_reason "cancelled" (it does not raise).
+        ``extra`` adds server-specific request fields (e.g. llama-server's ``ignore_eos``).
         """
         cancel = cancel or CancelToken()
         body = {"model": self.model or "default", "messages": messages, "stream": True,
@@ -136,6 +137,7 @@ class ChatClient:
                 "max_tokens": params.max_tokens}
         if params.seed is not None:
             body["seed"] = params.seed
+        body.update(extra or {})
         started = time.perf_counter()
         conn, response, sock = self._request("POST", "/chat/completions", body)
 

@@ -8,6 +8,8 @@ Protocol with the parent: the API key arrives in the environment (WORKBENCH_ENGI
 process prints exactly one JSON line on stdout: ``{"event": "ready", "port": N, ...}`` once the
 model is loaded, or ``{"event": "error", "kind": ..., "message": ..., "hint": ...}`` and exits 3.
 
+Requests may add llama-server's ``ignore_eos`` (used by benchmarks to generate exactly max_tokens).
+
 Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (stream or not). Streaming
 responses end with a chunk carrying ``usage`` and llama-server-style ``timings``
 (``prompt_n``: prompt tokens evaluated, ``cache_n``: prompt tokens reused from the KV cache).
@@ -30,6 +32,7 @@ from runtime.chat_types import LoadOptions, SamplingParams
 from runtime.errors import WorkbenchError
 
 KEY_ENV = "WORKBENCH_ENGINE_KEY"
+STREAM_FLUSH_S = 0.05  # the GUI repaints at most every ~40 ms, so 50 ms batches still look fluid
 
 
 def _sampling_from_request(body: dict) -> SamplingParams:
@@ -51,6 +54,12 @@ class EngineHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def setup(self):
+        super().setup()
+        # Stream events are small writes; without this, Nagle's algorithm holds each one back until
+        # the previous one is acknowledged (up to the peer's delayed-ACK timeout, ~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args):  # keep the parent's stderr clean
         pass
@@ -110,15 +119,16 @@ class EngineHandler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError) as exc:
             self._send_error(400, f"Malformed chat request: {exc}", "invalid_request_error")
             return
+        ignore_eos = bool(body.get("ignore_eos"))
         with self.server.generation_lock:
             if body.get("stream"):
-                self._stream(messages, params)
+                self._stream(messages, params, ignore_eos)
             else:
-                self._complete(messages, params)
+                self._complete(messages, params, ignore_eos)
 
-    def _start(self, messages, params):
+    def _start(self, messages, params, ignore_eos):
         """Render and tokenize up front so template and context errors become clean HTTP errors."""
-        pieces = self.server.runner.generate(messages, params, self._client_gone)
+        pieces = self.server.runner.generate(messages, params, self._client_gone, ignore_eos)
         try:
             first = next(pieces, None)
         except WorkbenchError as exc:
@@ -126,8 +136,8 @@ class EngineHandler(BaseHTTPRequestHandler):
             return None
         return first, pieces
 
-    def _complete(self, messages, params):
-        started = self._start(messages, params)
+    def _complete(self, messages, params, ignore_eos):
+        started = self._start(messages, params, ignore_eos)
         if started is None:
             return
         first, pieces = started
@@ -141,8 +151,8 @@ class EngineHandler(BaseHTTPRequestHandler):
             "usage": _usage(stats), "timings": _timings(stats),
         })
 
-    def _stream(self, messages, params):
-        started = self._start(messages, params)
+    def _stream(self, messages, params, ignore_eos):
+        started = self._start(messages, params, ignore_eos)
         if started is None:
             return
         first, pieces = started
@@ -161,8 +171,17 @@ class EngineHandler(BaseHTTPRequestHandler):
                 {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}).encode() + b"\n\n")
             if first is not None:
                 write(prefix + json.dumps(first).encode() + suffix)
+                # Later pieces are sent in small batches: one event per token wakes the client (which
+                # shares the CPU cores with llama.cpp) ~100 times a second for no visible gain.
+                pending, flushed_at = [], time.perf_counter()
                 for text in pieces:
-                    write(prefix + json.dumps(text).encode() + suffix)
+                    pending.append(text)
+                    now = time.perf_counter()
+                    if now - flushed_at >= STREAM_FLUSH_S:
+                        write(prefix + json.dumps("".join(pending)).encode() + suffix)
+                        pending, flushed_at = [], now
+                if pending:
+                    write(prefix + json.dumps("".join(pending)).encode() + suffix)
             stats = self.server.runner.last_stats
             final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": stats.finish_reason}],
                      "usage": _usage(stats), "timings": _timings(stats)}

@@ -201,11 +201,11 @@ class LlamaRunner:
         return len(todo)
 
     def generate(self, messages: list[dict], params: SamplingParams,
-                 stop_requested: Callable[[], bool] = lambda: False) -> Iterator[str]:
+                 stop_requested: Callable[[], bool] = lambda: False, ignore_eos: bool = False) -> Iterator[str]:
         """Yield text pieces of the reply; ``self.last_stats`` holds the figures afterwards.
 
         ``stop_requested`` is polled between prompt batches and tokens; when it turns true the reply
-        ends with finish_reason "cancelled".
+        ends with finish_reason "cancelled". ``ignore_eos`` (benchmarks) generates all max_tokens.
         """
         ll = self._ll
         prompt = self.tokenize(self.render(messages))
@@ -230,7 +230,7 @@ class LlamaRunner:
         try:
             for _ in range(budget):
                 token = ll.llama_sampler_sample(sampler, ctx, -1)
-                if ll.llama_vocab_is_eog(vocab, token):
+                if ll.llama_vocab_is_eog(vocab, token) and not ignore_eos:
                     stats.finish_reason = "stop"
                     break
                 stats.completion_tokens += 1

@@ -1,0 +1,36 @@
+"""``python -m app``: the GUI with no arguments, the command line (``app.cli``) with any."""
+from __future__ import annotations
+
+import sys
+
+
+def run_gui() -> int:
+    """Open the main window; background work (library scan, versions) starts once it is shown."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Model Workbench")
+    window = MainWindow()
+    window.show()
+    QTimer.singleShot(0, window.start_background_work)
+    status = app.exec()
+    from widgets.workers import shutdown_all
+
+    shutdown_all()  # join anything still running before Qt objects are torn down
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv:
+        from app.cli import main as cli_main
+
+        return cli_main(argv)
+    return run_gui()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

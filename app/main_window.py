@@ -1,0 +1,126 @@
+"""The main window: four tabs, a status bar, and the wiring between them.
+
+Nothing heavy is imported here: the library scan and the version lookup start after the window is
+shown (``start_background_work``), on worker threads.
+"""
+from __future__ import annotations
+
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
+
+from app.settings import AppSettings
+from widgets import workers
+from widgets.chat_tab import ChatTab
+from widgets.coming_soon import BENCHMARK_PLAN, COMPRESS_PLAN, ComingSoonPage
+from widgets.models_tab import ModelsTab
+from widgets.workers import Worker
+
+TAB_NAMES = ("Models", "Compress", "Chat", "Benchmark")
+
+
+def engine_version(_job=None) -> str:
+    """'llama.cpp (llama-cpp-python 0.3.x)', read from the package metadata, without loading llama.cpp."""
+    from importlib import metadata
+
+    try:
+        return f"llama.cpp via llama-cpp-python {metadata.version('llama-cpp-python')}"
+    except metadata.PackageNotFoundError:
+        try:
+            import llama_cpp
+
+            return f"llama.cpp via llama-cpp-python {llama_cpp.__version__}"
+        except ImportError:
+            return "llama-cpp-python is not installed: local models cannot run"
+
+
+class MainWindow(QMainWindow):
+    """Tabs Models, Compress, Chat and Benchmark; window state persists through AppSettings."""
+
+    def __init__(self, settings: AppSettings | None = None, store=None):
+        super().__init__()
+        self.setWindowTitle("Model Workbench")
+        self.resize(1200, 780)
+        self.settings = settings or AppSettings()
+        self._owns_store = store is None
+        if store is None:
+            from runtime.store import ConversationStore
+
+            store = ConversationStore()
+        self.store = store
+
+        self.models_tab = ModelsTab()
+        self.compress_tab = ComingSoonPage("Compress", COMPRESS_PLAN)
+        self.chat_tab = ChatTab(store)
+        self.benchmark_tab = ComingSoonPage("Benchmark", BENCHMARK_PLAN)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for name, widget in zip(TAB_NAMES, (self.models_tab, self.compress_tab, self.chat_tab,
+                                            self.benchmark_tab)):
+            self.tabs.addTab(widget, name)
+        self.setCentralWidget(self.tabs)
+        self.version_label = QLabel("llama.cpp version: …")
+        self.statusBar().addPermanentWidget(self.version_label)
+
+        self.models_tab.sig_library_loaded.connect(self._on_library_loaded)
+        self.chat_tab.sig_library_refresh_requested.connect(self.models_tab.refresh)
+        self.chat_tab.sig_model_ready.connect(self._on_model_ready)
+        self._version_worker: Worker | None = None
+        self._closed = False
+        self._restore()
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        s = self.settings
+        if s.geometry() is not None:
+            self.restoreGeometry(s.geometry())
+        if s.window_state() is not None:
+            self.restoreState(s.window_state())
+        self.tabs.setCurrentIndex(min(max(s.current_tab(), 0), self.tabs.count() - 1))
+        self.chat_tab.set_splitter_sizes(s.splitter_sizes("chat"))
+        last = s.last_conversation()
+        if last is not None and last in self.chat_tab.conversations.ids():
+            self.chat_tab.open_conversation(last)
+
+    def start_background_work(self) -> None:
+        """Scan the library and look up the engine version; call once the window is shown."""
+        if self._closed:
+            return
+        self.models_tab.refresh()
+        self._version_worker = Worker(engine_version, name="engine-version")
+        self._version_worker.sig_done.connect(self.version_label.setText)
+        self._version_worker.start()
+
+    def _on_library_loaded(self, rows: list) -> None:
+        self.chat_tab.set_library(rows, prefer=self.settings.last_model())
+
+    def _on_model_ready(self, description: str) -> None:
+        self.statusBar().showMessage(description, 8000)
+        if self.chat_tab.session.backend == "local":
+            self.settings.set_last_model(self.chat_tab.session.model_ref)
+
+    # -- shut-down --------------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        s = self.settings
+        s.set_geometry(self.saveGeometry())
+        s.set_window_state(self.saveState())
+        s.set_current_tab(self.tabs.currentIndex())
+        s.set_splitter_sizes("chat", self.chat_tab.splitter_sizes())
+        s.set_last_conversation(self.chat_tab.conversation_id)
+        if self.chat_tab.picker.local.current_path():
+            s.set_last_model(self.chat_tab.picker.local.current_path())
+        s.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if not self._closed:
+            self._closed = True
+            self.save_state()
+            self.chat_tab.shutdown()
+            self.models_tab.shutdown()
+            if self._version_worker is not None:
+                self._version_worker.wait()
+            workers.shutdown_all()
+            if self._owns_store:
+                self.store.close()
+        super().closeEvent(event)

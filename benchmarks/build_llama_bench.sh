@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own `llama-bench` from the llama.cpp vendored in the *installed* llama-cpp-python's
+# source distribution, so the app's speed is compared with the very same llama.cpp.
+# Output: benchmarks/_build/llama-bench (ignored by git). Takes a few minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY="$(cd .. && pwd)/.venv/bin/python"; PY="${PYTHON_FOR_BENCH:-$PY}"
+VERSION=$("$PY" -c "import llama_cpp; print(llama_cpp.__version__)")
+mkdir -p _build
+cd _build
+if [ ! -d "llama_cpp_python-$VERSION" ]; then
+    "$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d .
+    tar xzf "llama_cpp_python-$VERSION.tar.gz"
+fi
+SRC="llama_cpp_python-$VERSION/vendor/llama.cpp"
+cmake -S "$SRC" -B "cmake-$VERSION" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF ${CMAKE_ARGS:-} > /dev/null
+cmake --build "cmake-$VERSION" --target llama-bench -j "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)" > /dev/null
+cp "cmake-$VERSION/bin/llama-bench" ./llama-bench
+echo "built $(pwd)/llama-bench (llama-cpp-python $VERSION)"

@@ -1,0 +1,63 @@
+"""`workbench chat`: real replies from the starter model, and clean failures on bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_files import write_not_gguf, write_truncated_copy, write_unknown_arch_gguf
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_chat_json_by_name(starter_model):
+    result = run_cli("chat", "SmolLM2-135M-Instruct.Q4_1", "--prompt", "Name a fruit.", "--system",
+                     "Answer in one word.", "--max-tokens", "16", "--temperature", "0", "--threads", "2",
+                     "--ctx", "1024", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["reply"].strip()
+    assert data["prompt_tokens"] > 10 and 0 < data["completion_tokens"] <= 16
+    assert 0 < data["ttft_s"] < 60
+    assert data["gen_tokens_per_s"] > 0 or data["completion_tokens"] == 1
+    assert data["finish_reason"] in ("stop", "length")
+
+
+def test_chat_streams_text_by_path(starter_model):
+    result = run_cli("chat", str(starter_model), "--prompt", "Say hello.", "--max-tokens", "12", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "tok/s" in result.stderr and "TTFT" in result.stderr
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("not_gguf", "not a GGUF file"),
+    ("truncated", "truncated"),
+    ("folder", "folder"),
+    ("unknown_arch", "does not know the architecture 'flibbertigibbet'"),
+    ("missing", "No model named"),
+    ("too_big", "too big for this machine"),
+])
+def test_chat_bad_input_exits_2_with_a_clear_message(tmp_path, starter_model, case, expected):
+    model = {
+        "not_gguf": lambda: str(write_not_gguf(tmp_path)),
+        "truncated": lambda: str(write_truncated_copy(starter_model, tmp_path)),
+        "folder": lambda: str(tmp_path),
+        "unknown_arch": lambda: str(write_unknown_arch_gguf(tmp_path)),
+        "missing": lambda: "no-such-model",
+        "too_big": lambda: str(starter_model),
+    }[case]()
+    extra = ["--ctx", "4000000"] if case == "too_big" else []
+    result = run_cli("chat", model, "--prompt", "hi", *extra)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,146 @@
+"""Chat tab behaviour that needs no model: history, settings per conversation, edits, clear errors."""
+from __future__ import annotations
+
+import socket
+
+from PySide6.QtCore import QUrl
+
+from runtime.chat_types import LoadOptions, ReplyStats, SamplingParams
+from widgets.chat_tab import DEFAULT_TITLE, ChatTab, title_from
+
+
+def seed_conversation(store, title="Greetings", system_prompt="Be kind.", sampling=None):
+    conv = store.create_conversation(title, system_prompt=system_prompt,
+                                     sampling=sampling or SamplingParams(temperature=0.25, seed=7))
+    store.add_message(conv.id, "user", "Hello there")
+    store.add_message(conv.id, "assistant", "Hi! Here is `code`.",
+                      ReplyStats(completion_tokens=5, gen_tokens_per_s=30.0, finish_reason="stop"))
+    return conv
+
+
+def test_opens_the_newest_conversation_with_its_settings(qtbot, store):
+    older = seed_conversation(store, "Older", system_prompt="old prompt")
+    newer = seed_conversation(store, "Newer", system_prompt="new prompt",
+                              sampling=SamplingParams(top_k=3, seed=None))
+    tab = ChatTab(store)
+    qtbot.addWidget(tab, before_close_func=lambda w: w.shutdown())
+    assert tab.conversation_id == newer.id
+    assert tab.settings_panel.values() == ("new prompt", SamplingParams(top_k=3, seed=None))
+    text = tab.view.toPlainText()
+    assert "Hello there" in text and "Hi! Here is code." in text and "30.0 tok/s" in text
+    tab.open_conversation(older.id)
+    assert tab.conversations.current_id() == older.id
+    assert tab.settings_panel.values()[0] == "old prompt"
+
+
+def test_settings_are_saved_per_conversation(qtbot, chat_tab, store):
+    conv_id = chat_tab.new_conversation()
+    assert store.get_conversation(conv_id).title == DEFAULT_TITLE
+    chat_tab.settings_panel.system_prompt.setPlainText("Answer in French.")
+    chat_tab.settings_panel.sampling.temperature.setValue(1.3)
+    chat_tab.settings_panel.sampling.random_seed.setChecked(False)
+    chat_tab.settings_panel.sampling.seed.setValue(11)
+    chat_tab.settings_panel.flush()
+    saved = store.get_conversation(conv_id)
+    assert saved.system_prompt == "Answer in French."
+    assert saved.sampling.temperature == 1.3 and saved.sampling.seed == 11
+    # another conversation keeps its own
+    other = chat_tab.new_conversation()
+    chat_tab.settings_panel.sampling.temperature.setValue(0.1)
+    chat_tab.open_conversation(conv_id)  # switching saves the pending edit first
+    assert store.get_conversation(other).sampling.temperature == 0.1
+    assert chat_tab.settings_panel.sampling.params().temperature == 1.3
+
+
+def test_send_without_a_model_explains_and_saves_nothing(qtbot, chat_tab, store):
+    assert not chat_tab.send_button.isEnabled()
+    assert chat_tab.send("hello") is False
+    assert "Load a model" in chat_tab.banner.text()
+    assert store.list_conversations() == []
+
+
+def test_edit_puts_the_message_back_in_the_input(qtbot, store):
+    conv = seed_conversation(store)
+    tab = ChatTab(store)
+    qtbot.addWidget(tab, before_close_func=lambda w: w.shutdown())
+    user = store.messages(conv.id)[0]
+    with qtbot.waitSignal(tab.view.sig_edit_requested):
+        tab.view.anchorClicked.emit(QUrl(f"edit:{user.id}"))
+    assert tab.input.toPlainText() == "Hello there"
+    assert tab.edit_note.isVisibleTo(tab)
+    tab.cancel_edit()
+    assert tab.input.toPlainText() == "" and not tab.edit_note.isVisibleTo(tab)
+    assistant = store.messages(conv.id)[1]
+    assert tab.edit_message(assistant.id) is False  # only user messages are edited
+
+
+def test_delete_the_open_conversation(qtbot, store):
+    keep = seed_conversation(store, "Keep")
+    drop = seed_conversation(store, "Drop")
+    tab = ChatTab(store)
+    qtbot.addWidget(tab, before_close_func=lambda w: w.shutdown())
+    assert tab.conversation_id == drop.id
+    tab.conversations.delete_selected(confirm=True)
+    assert tab.conversation_id == keep.id
+    assert "Hello there" in tab.view.toPlainText()
+
+
+def test_damaged_model_file_shows_a_clear_error(qtbot, chat_tab, tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 10)
+    chat_tab.load_local(str(bad), LoadOptions(n_ctx=512, n_threads=1))
+    qtbot.waitUntil(lambda: chat_tab.banner.text() != "", timeout=30_000)
+    assert chat_tab.banner.kind == "error"
+    assert "broken.gguf" in chat_tab.banner.text()
+    assert not chat_tab.busy.isVisibleTo(chat_tab)
+    assert not chat_tab.session.ready
+
+
+def test_unreachable_remote_server_shows_a_clear_error(qtbot, chat_tab):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    chat_tab.connect_remote(f"http://127.0.0.1:{port}/v1", "key", "model")
+    qtbot.waitUntil(lambda: chat_tab.banner.text() != "", timeout=30_000)
+    assert chat_tab.banner.kind == "error"
+    assert f"127.0.0.1:{port}" in chat_tab.banner.text()
+    assert not chat_tab.session.ready
+
+
+def test_too_big_model_asks_before_loading(qtbot, chat_tab, starter_model, monkeypatch):
+    """A verdict of too_big asks first; answering no loads nothing."""
+    from runtime import hardware
+
+    asked = []
+    monkeypatch.setattr(hardware, "available_ram", lambda: 1)  # this machine now has no free memory
+    chat_tab.loader.confirm_too_big = lambda verdict: asked.append(verdict) or False
+    chat_tab.load_local(str(starter_model), LoadOptions(n_ctx=2048, n_threads=1))
+    qtbot.waitUntil(lambda: bool(asked), timeout=30_000)
+    assert asked[0].status == "too_big"
+    qtbot.waitUntil(lambda: not chat_tab.busy.isVisibleTo(chat_tab), timeout=5_000)
+    assert chat_tab.session.engine is None and not chat_tab.session.loading
+
+
+def test_title_from_first_message():
+    assert title_from("Short question?") == "Short question?"
+    assert title_from("first line\nsecond") == "first line"
+    long = title_from("x" * 100)
+    assert len(long) == 48 and long.endswith("…")
+
+
+def test_enter_sends_and_shift_enter_adds_a_line(qtbot):
+    from PySide6.QtCore import Qt
+
+    from widgets.chat_input import ChatInput
+
+    box = ChatInput()
+    qtbot.addWidget(box)
+    submitted = []
+    box.sig_submit.connect(lambda: submitted.append(box.toPlainText()))
+    qtbot.keyClicks(box, "line one")
+    qtbot.keyClick(box, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(box, "line two")
+    assert submitted == []
+    qtbot.keyClick(box, Qt.Key.Key_Return)
+    qtbot.keyClick(box, Qt.Key.Key_Enter, Qt.KeyboardModifier.ControlModifier)
+    assert submitted == ["line one\nline two"] * 2

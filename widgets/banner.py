@@ -1,0 +1,56 @@
+"""A message strip shown above the transcript: an error, a warning or a note, with one optional action."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton
+
+_STYLES = {
+    "error": "background: #fdecea; border: 1px solid #f5c2c0; color: #611a15;",
+    "warning": "background: #fff4d6; border: 1px solid #f0d58c; color: #5c4300;",
+    "info": "background: #e8f1fb; border: 1px solid #b9d3f0; color: #0d3c61;",
+}
+
+
+class Banner(QFrame):
+    """Hidden until ``show_message``; the action button emits ``sig_action`` with its key."""
+
+    sig_action = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action_button = QPushButton()
+        self.action_button.clicked.connect(lambda: self.sig_action.emit(self.action))
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.dismiss)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.action_button)
+        layout.addWidget(close)
+        self.kind = ""
+        self.action = ""
+        self.hide()
+
+    def show_message(self, text: str, kind: str = "error", action: str = "", action_text: str = "") -> None:
+        """Show ``text``; with ``action`` a button labelled ``action_text`` emits sig_action(action)."""
+        self.kind, self.action = kind, action
+        self.setStyleSheet(f"#banner {{ {_STYLES.get(kind, _STYLES['info'])} border-radius: 4px; }}")
+        self.label.setText(text)
+        self.action_button.setText(action_text or action)
+        self.action_button.setVisible(bool(action))
+        self.show()
+
+    def text(self) -> str:
+        """The shown message, or '' while dismissed."""
+        return "" if self.isHidden() else self.label.text()
+
+    def dismiss(self) -> None:
+        self.kind = self.action = ""
+        self.hide()

@@ -1,0 +1,228 @@
+"""The chat tab's single inference owner: which backend is active, loading it, streaming replies.
+
+``ChatSession`` holds at most one ``LocalEngine`` (a child process) or one remote ``ChatClient``.
+All blocking calls (engine start/stop, server check, ``stream_chat``) run on workers; the session
+only ever touches Qt from the UI thread. It watches the engine process and reports its death once
+through ``sig_engine_died(reason)``; ``reload()`` starts a fresh engine with the same model/options.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from runtime.chat_types import LoadOptions, SamplingParams
+from runtime.errors import EngineCrashed
+from widgets.workers import Job, Worker
+
+WATCH_MS = 1000          # how often the engine process is checked while idle
+CHECK_TIMEOUT_S = 15     # a remote server that has not answered by then is reported unreachable
+
+
+def _start_engine(job: Job, old_engine, model_path: str, options: LoadOptions):
+    """Worker body: stop the previous engine, then start one for ``model_path``."""
+    if old_engine is not None:
+        old_engine.stop()
+    from runtime.engine_process import LocalEngine
+
+    engine = LocalEngine(model_path, options)
+    try:
+        engine.start(cancel=job.cancel)
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
+
+
+def _connect_remote(job: Job, old_engine, base_url: str, api_key: str, model: str):
+    """Worker body: check the server (and pick its first model when none is named)."""
+    if old_engine is not None:
+        old_engine.stop()
+    from runtime.chat_client import ChatClient
+
+    probe = ChatClient(base_url, api_key=api_key, model=model, timeout_s=CHECK_TIMEOUT_S)
+    probe.check()
+    job.cancel.check()
+    if not model:
+        names = probe.list_models()
+        model = names[0] if names else ""
+    return ChatClient(base_url, api_key=api_key, model=model)
+
+
+class ChatSession(QObject):
+    """Loads a backend and streams replies; every outcome arrives as a signal on the UI thread."""
+
+    sig_busy_changed = Signal()
+    sig_ready = Signal(str)              # a line describing what is loaded
+    sig_load_failed = Signal(object)     # WorkbenchError (or other exception)
+    sig_load_cancelled = Signal()
+    sig_text = Signal(str)               # throttled pieces of the reply being streamed
+    sig_reply_done = Signal(object)      # ChatReply (also after Stop: finish_reason "cancelled")
+    sig_reply_failed = Signal(object)    # the error; the partial text is whatever sig_text delivered
+    sig_engine_died = Signal(str)        # exit reason, once per engine
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.engine = None               # runtime.engine_process.LocalEngine
+        self.client = None               # runtime.chat_client.ChatClient
+        self.backend = ""                # "local" | "remote" | "" (nothing loaded)
+        self.model_ref = ""              # model path (local) or model name (remote)
+        self.remote_base_url = ""
+        self.load_options = LoadOptions()
+        self._load_worker: Worker | None = None
+        self._reply_worker: Worker | None = None
+        self._death_reported = False
+        self._pending: tuple = ("", "", "", self.load_options)
+        self._watch = QTimer(self)
+        self._watch.setInterval(WATCH_MS)
+        self._watch.timeout.connect(self._check_engine)
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def loading(self) -> bool:
+        return self._load_worker is not None and self._load_worker.running
+
+    @property
+    def generating(self) -> bool:
+        return self._reply_worker is not None and self._reply_worker.running
+
+    @property
+    def ready(self) -> bool:
+        """True when a reply can be requested now."""
+        if self.loading or self.client is None:
+            return False
+        return self.backend == "remote" or (self.engine is not None and self.engine.alive)
+
+    @property
+    def engine_dead(self) -> bool:
+        return self.backend == "local" and self.engine is not None and not self.engine.alive
+
+    def describe(self) -> str:
+        if self.backend == "local":
+            return (f"Loaded {Path(self.model_ref).stem} on this computer "
+                    f"(context {self.load_options.n_ctx:,}, {self.load_options.n_threads} threads, "
+                    f"{self.load_options.n_gpu_layers} GPU layers).")
+        if self.backend == "remote":
+            model = self.model_ref or "the server's default model"
+            return f"Connected to {self.remote_base_url} ({model})."
+        return "No model loaded."
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def load_local(self, model_path: str | Path, options: LoadOptions) -> None:
+        """Start an engine for this model (stopping the current one first)."""
+        self._pending = ("local", str(model_path), "", options)
+        self._begin_load(lambda job, old: _start_engine(job, old, str(model_path), options))
+
+    def connect_remote(self, base_url: str, api_key: str = "", model: str = "") -> None:
+        """Check the server, then use it for replies."""
+        self._pending = ("remote", model, base_url, self.load_options)
+        self._begin_load(lambda job, old: _connect_remote(job, old, base_url, api_key, model))
+
+    def reload(self) -> bool:
+        """Start a new engine with the last local model and options; False if there is none."""
+        if self.backend != "local" or not self.model_ref:
+            return False
+        self.load_local(self.model_ref, self.load_options)
+        return True
+
+    def cancel_load(self) -> None:
+        if self._load_worker is not None:
+            self._load_worker.cancel()
+
+    def _begin_load(self, body) -> None:
+        if self.loading or self.generating:
+            raise RuntimeError("busy: wait for the current load or reply to finish")
+        old = self.engine
+        self.engine = self.client = None
+        self._watch.stop()
+        self._load_worker = Worker(lambda job: body(job, old), name="engine-load")
+        self._load_worker.sig_done.connect(self._on_loaded)
+        self._load_worker.sig_failed.connect(self._on_load_failed)
+        self._load_worker.sig_cancelled.connect(self._on_load_cancelled)
+        self._load_worker.sig_finished.connect(self.sig_busy_changed)
+        self._load_worker.start()
+        self.sig_busy_changed.emit()
+
+    def _on_loaded(self, result) -> None:
+        backend, model_ref, base_url, options = self._pending
+        if backend == "local":
+            self.engine, self.client = result, result.client()
+            self._death_reported = False
+            self._watch.start()
+        else:
+            self.engine, self.client = None, result
+            model_ref = getattr(result, "model", "") or model_ref
+        self.backend, self.model_ref, self.remote_base_url = backend, model_ref, base_url
+        self.load_options = options
+        self.sig_ready.emit(self.describe())
+
+    def _on_load_failed(self, error) -> None:
+        self.sig_load_failed.emit(error)
+
+    def _on_load_cancelled(self) -> None:
+        self.sig_load_cancelled.emit()
+
+    # -- replies ----------------------------------------------------------------------------------
+
+    def generate(self, messages: list[dict], params: SamplingParams) -> None:
+        """Stream a reply to ``messages``; ends with sig_reply_done or sig_reply_failed."""
+        if not self.ready or self.generating:
+            raise RuntimeError("not ready: load a model first, and wait for the current reply")
+        client = self.client
+        self._reply_worker = Worker(
+            lambda job: client.stream_chat(messages, params, on_text=job.text, cancel=job.cancel),
+            name="chat-reply")
+        self._reply_worker.sig_text.connect(self.sig_text)
+        self._reply_worker.sig_done.connect(self.sig_reply_done)
+        self._reply_worker.sig_failed.connect(self._on_reply_failed)
+        self._reply_worker.sig_cancelled.connect(self._on_reply_cancelled)
+        self._reply_worker.sig_finished.connect(self.sig_busy_changed)
+        self._reply_worker.start()
+        self.sig_busy_changed.emit()
+
+    def stop(self) -> None:
+        """Stop the reply being generated; the partial reply still arrives through sig_reply_done."""
+        if self._reply_worker is not None:
+            self._reply_worker.cancel()
+
+    def _on_reply_failed(self, error) -> None:
+        crashed = isinstance(error, EngineCrashed)
+        if crashed and self.engine is not None:
+            self.engine.wait_exit(1.0)  # let the process be reaped so exit_reason() can say why
+        self.sig_reply_failed.emit(error)
+        if crashed or self.engine_dead:
+            self._report_death()
+
+    def _on_reply_cancelled(self) -> None:
+        from runtime.chat_types import ChatReply, ReplyStats
+
+        self.sig_reply_done.emit(ChatReply("", ReplyStats(finish_reason="cancelled")))
+
+    # -- engine watch -----------------------------------------------------------------------------
+
+    def _check_engine(self) -> None:
+        if self.engine_dead and not self.generating:
+            self._report_death()
+
+    def _report_death(self) -> None:
+        self._watch.stop()
+        if self._death_reported or self.engine is None:
+            return
+        self._death_reported = True
+        self.client = None
+        self.sig_engine_died.emit(self.engine.exit_reason())
+        self.sig_busy_changed.emit()
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop any reply or load, join their threads, and stop the engine process."""
+        self._watch.stop()
+        for worker in (self._reply_worker, self._load_worker):
+            if worker is not None and worker.running:
+                worker.cancel()
+                worker.wait()
+        if self.engine is not None:
+            self.engine.stop()

@@ -1,0 +1,41 @@
+"""A plain page for a tab that is planned but not built yet: what it will do, and nothing clickable."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+COMPRESS_PLAN = [
+    "Convert a Hugging Face checkpoint (safetensors, sharded or not) to GGUF in F32, F16 or BF16.",
+    "Quantize it to one or more of Q8_0, Q6_K, Q5_K_M, Q4_K_M and Q4_0, with the expected size "
+    "of each shown before anything runs.",
+    "Progress per tensor and a Cancel button; no partial file is left behind on cancel or failure.",
+]
+
+BENCHMARK_PLAN = [
+    "Pick variants of one model (for example F16, Q8_0 and Q4_K_M) and measure each the same way: "
+    "load time, prompt and generation tokens per second, time to first token, peak memory, file size.",
+    "Measure quality too: perplexity and KL divergence against the highest-precision variant.",
+    "Charts side by side (bars per metric, size against quality), the same prompt answered by each "
+    "variant, export to PNG, CSV and JSON, and a history of runs.",
+]
+
+
+class ComingSoonPage(QWidget):
+    """Says what a tab will do and that it is not built yet."""
+
+    def __init__(self, title: str, plan: list[str], parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(32, 32, 32, 32)
+        heading = QLabel(f"<h2>{title}</h2>")
+        status = QLabel("<b>Not built yet.</b> This tab arrives in a later version of Model Workbench. "
+                        "Here is what it will do:")
+        status.setWordWrap(True)
+        items = "".join(f"<li>{line}</li>" for line in plan)
+        body = QLabel(f"<ul>{items}</ul>")
+        body.setWordWrap(True)
+        body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for widget in (heading, status, body):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self.plan = list(plan)

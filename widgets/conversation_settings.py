@@ -1,0 +1,69 @@
+"""Per-conversation settings: the system prompt and the sampling panel.
+
+Edits are coalesced: ``sig_changed`` fires once, ``SAVE_DELAY_MS`` after the last keystroke or spin,
+so typing a system prompt does not write to the database on every key. ``flush()`` fires it at once
+(the chat tab calls it before sending and before switching conversations).
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QGroupBox, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+
+from runtime.chat_types import SamplingParams
+from widgets.sampling_panel import SamplingPanel
+
+SAVE_DELAY_MS = 500
+
+
+class ConversationSettings(QWidget):
+    """System prompt + sampling parameters for the open conversation."""
+
+    sig_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.system_prompt = QPlainTextEdit()
+        self.system_prompt.setPlaceholderText("Optional. For example: You are a concise assistant.")
+        self.system_prompt.setMaximumHeight(110)
+        self.sampling = SamplingPanel()
+        box = QGroupBox("Sampling")
+        inner = QVBoxLayout(box)
+        inner.setContentsMargins(4, 4, 4, 4)
+        inner.addWidget(self.sampling)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("System prompt"))
+        layout.addWidget(self.system_prompt)
+        layout.addWidget(box)
+        layout.addStretch(1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SAVE_DELAY_MS)
+        self._timer.timeout.connect(self.sig_changed)
+        self._quiet = False
+        self.system_prompt.textChanged.connect(self._schedule)
+        self.sampling.sig_changed.connect(self._schedule)
+
+    def values(self) -> tuple[str, SamplingParams]:
+        return self.system_prompt.toPlainText(), self.sampling.params()
+
+    def set_values(self, system_prompt: str, params: SamplingParams) -> None:
+        """Show a conversation's settings without reporting a change."""
+        self._timer.stop()
+        self._quiet = True
+        try:
+            self.system_prompt.setPlainText(system_prompt)
+            self.sampling.set_params(params)
+        finally:
+            self._quiet = False
+
+    def flush(self) -> None:
+        """Emit a pending change now."""
+        if self._timer.isActive():
+            self._timer.stop()
+            self.sig_changed.emit()
+
+    def _schedule(self) -> None:
+        if not self._quiet:
+            self._timer.start()
