@@ -69,6 +69,7 @@ class ChatSession(QObject):
         self.model_ref = ""              # model path (local) or model name (remote)
         self.remote_base_url = ""
         self.load_options = LoadOptions()
+        self.request_extra: dict = {}    # extra request fields (benchmarks set {"ignore_eos": True})
         self._load_worker: Worker | None = None
         self._reply_worker: Worker | None = None
         self._death_reported = False
@@ -170,9 +171,9 @@ class ChatSession(QObject):
         """Stream a reply to ``messages``; ends with sig_reply_done or sig_reply_failed."""
         if not self.ready or self.generating:
             raise RuntimeError("not ready: load a model first, and wait for the current reply")
-        client = self.client
+        client, extra = self.client, dict(self.request_extra)
         self._reply_worker = Worker(
-            lambda job: client.stream_chat(messages, params, on_text=job.text, cancel=job.cancel),
+            lambda job: client.stream_chat(messages, params, on_text=job.text, cancel=job.cancel, extra=extra),
             name="chat-reply")
         self._reply_worker.sig_text.connect(self.sig_text)
         self._reply_worker.sig_done.connect(self.sig_reply_done)
