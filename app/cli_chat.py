@@ -55,13 +55,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if verdict.status == "too_big":
         if not args.force:
             raise InsufficientMemoryError(
-                f"{path.name} is too big for this machine: {verdict.message}.",
+                f"{path.name} is too big for this machine: it {verdict.detail}.",
                 hint="Use a smaller quantization or context length (--ctx), or pass --force to try anyway.",
                 path=str(path),
             )
         print(f"warning: {verdict.message}", file=sys.stderr)
     elif verdict.status == "tight":
-        print(f"warning: memory is tight: {verdict.message}", file=sys.stderr)
+        print(f"warning: memory is tight: it {verdict.detail}", file=sys.stderr)
 
     options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,

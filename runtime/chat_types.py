@@ -3,10 +3,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, fields
+from typing import TypeVar
+
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """Dict round-trip for the dataclasses below (stored as JSON; unknown keys are ignored)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict | None) -> R:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
 
 @dataclass
-class SamplingParams:
+class SamplingParams(Record):
     """How the next tokens are chosen. Names follow llama.cpp / the OpenAI API."""
 
     temperature: float = 0.7
@@ -16,14 +31,6 @@ class SamplingParams:
     repeat_penalty: float = 1.1
     max_tokens: int = 512
     seed: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "SamplingParams":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
 
 def default_threads() -> int:
@@ -38,24 +45,16 @@ def default_threads() -> int:
 
 
 @dataclass
-class LoadOptions:
+class LoadOptions(Record):
     """How a local model is loaded into the engine."""
 
     n_ctx: int = 4096
     n_threads: int = field(default_factory=default_threads)
     n_gpu_layers: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "LoadOptions":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in known})
-
 
 @dataclass
-class ReplyStats:
+class ReplyStats(Record):
     """Figures shown under every reply."""
 
     prompt_tokens: int = 0          # tokens in the whole prompt
@@ -65,14 +64,6 @@ class ReplyStats:
     gen_tokens_per_s: float = 0.0   # (completion_tokens - 1) / (time after the first token)
     total_s: float = 0.0
     finish_reason: str = ""         # stop | length | cancelled
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "ReplyStats":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in known})
 
     def summary(self) -> str:
         """One line for the UI: '42.1 tok/s · TTFT 0.12 s · 30 + 120 tokens'."""

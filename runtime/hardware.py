@@ -67,7 +67,11 @@ class FitVerdict:
     status: str             # "fits" | "tight" | "too_big"
     needed_bytes: int
     available_bytes: int
-    message: str
+    detail: str             # the numbers: "needs about 1.2 GiB with a 4,096-token context; 0.8 GiB ..."
+
+    @property
+    def message(self) -> str:
+        return f"{_LABELS[self.status]}: {self.detail}"
 
 
 _LABELS = {"fits": "Fits", "tight": "Tight fit", "too_big": "Too big"}
@@ -83,8 +87,8 @@ def check_fit(info: GGUFInfo, n_ctx: int, available_bytes: int | None = None) ->
         status = "tight"
     else:
         status = "fits"
-    message = (f"{_LABELS[status]}: needs about {format_size(needed)} with a {n_ctx:,}-token context; "
-               f"{format_size(available)} of RAM is free")
+    detail = (f"needs about {format_size(needed)} with a {n_ctx:,}-token context; "
+              f"{format_size(available)} of RAM is free")
     if info.context_length and n_ctx > info.context_length:
-        message += f" (the model was trained for {info.context_length:,} tokens)"
-    return FitVerdict(status=status, needed_bytes=needed, available_bytes=available, message=message)
+        detail += f" (the model was trained for {info.context_length:,} tokens)"
+    return FitVerdict(status=status, needed_bytes=needed, available_bytes=available, detail=detail)

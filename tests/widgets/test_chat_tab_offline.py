@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from PySide6.QtCore import QUrl
+
+from model_files import write_not_gguf, write_truncated_copy, write_unknown_arch_gguf
 
 from runtime.chat_types import LoadOptions, ReplyStats, SamplingParams
 from widgets.chat_tab import DEFAULT_TITLE, ChatTab, title_from
@@ -85,15 +88,32 @@ def test_delete_the_open_conversation(qtbot, store):
     assert "Hello there" in tab.view.toPlainText()
 
 
-def test_damaged_model_file_shows_a_clear_error(qtbot, chat_tab, tmp_path):
-    bad = tmp_path / "broken.gguf"
-    bad.write_bytes(b"GGUF" + b"\x00" * 10)
-    chat_tab.load_local(str(bad), LoadOptions(n_ctx=512, n_threads=1))
+@pytest.mark.parametrize("case, expected", [
+    ("garbage", "broken.gguf"),
+    ("not_gguf", "not a GGUF file"),
+    ("truncated", "truncated"),
+    ("folder", "is a folder"),
+    ("unknown_arch", "does not know the architecture 'flibbertigibbet'"),
+])
+def test_bad_model_file_shows_a_clear_error(qtbot, chat_tab, tmp_path, starter_model, case, expected):
+    path = {
+        "garbage": lambda: _write(tmp_path / "broken.gguf", b"GGUF" + b"\x00" * 10),
+        "not_gguf": lambda: write_not_gguf(tmp_path),
+        "truncated": lambda: write_truncated_copy(starter_model, tmp_path),
+        "folder": lambda: tmp_path,
+        "unknown_arch": lambda: write_unknown_arch_gguf(tmp_path),
+    }[case]()
+    chat_tab.load_local(str(path), LoadOptions(n_ctx=512, n_threads=1))
     qtbot.waitUntil(lambda: chat_tab.banner.text() != "", timeout=30_000)
     assert chat_tab.banner.kind == "error"
-    assert "broken.gguf" in chat_tab.banner.text()
+    assert expected in chat_tab.banner.text()
     assert not chat_tab.busy.isVisibleTo(chat_tab)
-    assert not chat_tab.session.ready
+    assert not chat_tab.session.ready and chat_tab.isVisible()
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
 
 
 def test_unreachable_remote_server_shows_a_clear_error(qtbot, chat_tab):
