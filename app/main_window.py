@@ -36,7 +36,7 @@ def engine_version(_job=None) -> str:
 class MainWindow(QMainWindow):
     """Tabs Models, Compress, Chat and Benchmark; window state persists through AppSettings."""
 
-    def __init__(self, settings: AppSettings | None = None, store=None):
+    def __init__(self, settings: AppSettings | None = None, store=None, auto_load: bool = True):
         super().__init__()
         self.setWindowTitle("Model Workbench")
         self.resize(1200, 780)
@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.chat_tab.sig_model_ready.connect(self._on_model_ready)
         self._version_worker: Worker | None = None
         self._closed = False
+        self._auto_load = auto_load  # load the preselected model after the first scan, if it fits
         self._restore()
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -93,6 +94,9 @@ class MainWindow(QMainWindow):
 
     def _on_library_loaded(self, rows: list) -> None:
         self.chat_tab.set_library(rows, prefer=self.settings.last_model())
+        if self._auto_load:
+            self._auto_load = False
+            self.chat_tab.load_preferred_model()
 
     def _on_model_ready(self, description: str) -> None:
         self.statusBar().showMessage(description, 8000)

@@ -149,6 +149,18 @@ class ChatTab(QWidget):
         """Offer these LibraryRows in the model picker."""
         self.picker.local.set_rows(rows, prefer)
 
+    def load_preferred_model(self) -> bool:
+        """Load the model the picker shows (last used, else the starter) so a new user can chat at once.
+
+        Only when nothing is loaded yet and the model comfortably fits; False otherwise.
+        """
+        row = self.picker.local.current_row()
+        if row is None or row.fit is None or row.fit.status != "fits":
+            return False
+        if self.session.backend or self.loader.busy:
+            return False
+        return self.load_local(str(row.entry.path), self.picker.local.options(), info=row.entry.info)
+
     def _on_load_requested(self, row, options: LoadOptions) -> None:
         self.load_local(str(row.entry.path), options, info=row.entry.info)
 

@@ -10,7 +10,7 @@ from app.settings import AppSettings
 
 @pytest.fixture
 def window(qtbot):
-    win = MainWindow()
+    win = MainWindow(auto_load=False)
     qtbot.addWidget(win)
     win.show()
     return win
@@ -42,6 +42,17 @@ def test_background_work_fills_library_and_version(qtbot, window, starter_model)
     assert cells[7] in ("Fits", "Tight", "Too big")
     assert window.chat_tab.picker.local.current_path() == str(starter_model)
     qtbot.waitUntil(lambda: "llama-cpp-python" in window.version_label.text(), timeout=30_000)
+
+
+def test_first_start_loads_the_starter_model_ready_to_chat(qtbot, starter_model):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.chat_tab.sig_model_ready, timeout=120_000):
+        win.start_background_work()
+    assert win.chat_tab.session.ready and win.chat_tab.session.model_ref == str(starter_model)
+    assert win.chat_tab.send_button.isEnabled()
+    win.close()  # qtbot keeps only a weak reference: close here so the engine stops with the window
 
 
 def test_unreadable_model_is_listed_with_its_error(qtbot, window):
