@@ -140,8 +140,8 @@ class ChatSession(QObject):
         self._watch.stop()
         self._load_worker = Worker(lambda job: body(job, old), name="engine-load")
         self._load_worker.sig_done.connect(self._on_loaded)
-        self._load_worker.sig_failed.connect(self._on_load_failed)
-        self._load_worker.sig_cancelled.connect(self._on_load_cancelled)
+        self._load_worker.sig_failed.connect(self.sig_load_failed)
+        self._load_worker.sig_cancelled.connect(self.sig_load_cancelled)
         self._load_worker.sig_finished.connect(self.sig_busy_changed)
         self._load_worker.start()
         self.sig_busy_changed.emit()
@@ -158,12 +158,6 @@ class ChatSession(QObject):
         self.backend, self.model_ref, self.remote_base_url = backend, model_ref, base_url
         self.load_options = options
         self.sig_ready.emit(self.describe())
-
-    def _on_load_failed(self, error) -> None:
-        self.sig_load_failed.emit(error)
-
-    def _on_load_cancelled(self) -> None:
-        self.sig_load_cancelled.emit()
 
     # -- replies ----------------------------------------------------------------------------------
 
