@@ -15,7 +15,6 @@ import sys
 from runtime.errors import Cancelled, WorkbenchError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
-DEFAULT_FIT_CONTEXT = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,19 +136,19 @@ def _add_info(sub) -> None:
                        description="Show a model's metadata, read from its GGUF header.")
     p.add_argument("model", metavar="FILE", help="a .gguf path, or a name from `workbench models`")
     p.add_argument("--ctx", type=int, default=None, metavar="N",
-                   help=f"context length for the memory estimate (default: {DEFAULT_FIT_CONTEXT} "
-                        "or the model's own, if smaller)")
+                   help="context length for the memory estimate (default: the app's default load "
+                        "context, or the model's own if smaller)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
 
 def cmd_info(args) -> int:
     from runtime.gguf_info import format_size, param_label, read_gguf_info
-    from runtime.hardware import check_fit
+    from runtime.hardware import check_fit, default_fit_context
     from runtime.library import resolve_model
 
     info = read_gguf_info(resolve_model(args.model))
-    n_ctx = args.ctx or min(DEFAULT_FIT_CONTEXT, info.context_length or DEFAULT_FIT_CONTEXT)
+    n_ctx = args.ctx or default_fit_context(info)
     fit = check_fit(info, n_ctx)
     if args.json:
         data = info.to_dict()

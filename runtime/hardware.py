@@ -57,6 +57,14 @@ def compute_buffer_bytes(info: GGUFInfo, n_ctx: int) -> int:
     return 4 * UBATCH * max(info.vocab_size or 0, (info.head_count or 0) * n_ctx) + OVERHEAD_BYTES
 
 
+def default_fit_context(info: GGUFInfo) -> int:
+    """The context a fit badge assumes: the app's default load context, capped by the model's own."""
+    from runtime.chat_types import LoadOptions
+
+    n_ctx = LoadOptions.n_ctx  # the dataclass default
+    return min(n_ctx, info.context_length) if info.context_length else n_ctx
+
+
 def estimate_model_memory(info: GGUFInfo, n_ctx: int) -> int:
     """Bytes of memory needed to run the model with a context of ``n_ctx`` tokens (see module doc)."""
     return info.size_bytes + kv_cache_bytes(info, n_ctx) + compute_buffer_bytes(info, n_ctx)
@@ -71,10 +79,10 @@ class FitVerdict:
 
     @property
     def message(self) -> str:
-        return f"{_LABELS[self.status]}: {self.detail}"
+        return f"{FIT_LABELS[self.status]}: {self.detail}"
 
 
-_LABELS = {"fits": "Fits", "tight": "Tight fit", "too_big": "Too big"}
+FIT_LABELS = {"fits": "Fits", "tight": "Tight", "too_big": "Too big"}
 
 
 def check_fit(info: GGUFInfo, n_ctx: int, available_bytes: int | None = None) -> FitVerdict:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-_LABELS = {"fits": "Fits", "tight": "Tight", "too_big": "Too big"}
+from runtime.hardware import FIT_LABELS
 _COLOURS = {"fits": ("#1b5e20", "#e8f5e9"), "tight": ("#8a5a00", "#fff4d6"), "too_big": ("#b71c1c", "#fdecea")}
 
 
 def fit_label(status: str | None) -> str:
     """'Fits', 'Tight', 'Too big', or '?' when no verdict could be made."""
-    return _LABELS.get(status or "", "?")
+    return FIT_LABELS.get(status or "", "?")
 
 
 def fit_colours(status: str | None) -> tuple[QColor, QColor] | None:

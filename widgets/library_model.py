@@ -10,7 +10,6 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
-from runtime.chat_types import LoadOptions
 from widgets.fit_badge import fit_colours, fit_label
 
 COLUMNS = ("Name", "Source", "Architecture", "Params", "Quant", "Context", "Size", "Fit", "Problem")
@@ -26,25 +25,16 @@ class LibraryRow:
     fit_ctx: int = 0    # the context length the verdict was computed for
 
 
-def fit_context(entry, default_ctx: int | None = None) -> int:
-    """The context length a fit badge assumes: the app's default, capped by the model's own."""
-    n_ctx = default_ctx or LoadOptions().n_ctx
-    info = entry.info
-    if info is not None and info.context_length:
-        n_ctx = min(n_ctx, int(info.context_length))
-    return n_ctx
-
-
-def scan_library_rows(default_ctx: int | None = None) -> list[LibraryRow]:
+def scan_library_rows() -> list[LibraryRow]:
     """Scan the library and judge each model's fit. Blocking: call it from a worker."""
-    from runtime.hardware import check_fit
+    from runtime.hardware import check_fit, default_fit_context
     from runtime.library import scan_library
 
     rows = []
     for entry in scan_library():
         row = LibraryRow(entry)
         if entry.info is not None:
-            row.fit_ctx = fit_context(entry, default_ctx)
+            row.fit_ctx = default_fit_context(entry.info)
             try:
                 row.fit = check_fit(entry.info, row.fit_ctx)
             except Exception:  # noqa: BLE001 - a missing verdict must not hide the model
