@@ -4,6 +4,7 @@
 # Output: benchmarks/_build/llama-bench (ignored by git). Takes a few minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")"
+source ../scripts/llama_flags.sh  # the same flags as the app's llama.cpp
 PY="$(cd .. && pwd)/.venv/bin/python"; PY="${PYTHON_FOR_BENCH:-$PY}"
 VERSION=$("$PY" -c "import llama_cpp; print(llama_cpp.__version__)")
 mkdir -p _build
