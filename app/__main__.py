@@ -23,8 +23,25 @@ def run_gui() -> int:
     return status
 
 
+def run_child(module: str, args: list[str]) -> int:
+    """Run ``module`` as ``__main__`` with ``args``: how a frozen app starts its child processes.
+
+    ``runtime.procs`` spawns ``APP --workbench-child MODULE ARGS...`` when there is no ``python -m``.
+    """
+    import runpy
+
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--workbench-child"]:
+        if len(argv) < 2:
+            print("usage: --workbench-child MODULE [ARGS...]", file=sys.stderr)
+            return 2
+        return run_child(argv[1], argv[2:])
     if argv:
         from app.cli import main as cli_main
 

@@ -84,8 +84,8 @@ def _entry_dict(entry) -> dict:
 
 def cmd_models(args) -> int:
     from runtime import paths
-    from runtime.gguf_info import format_size, param_label
-    from runtime.library import scan_library
+    from runtime.models.gguf_info import format_size, param_label
+    from runtime.models.library import scan_library
 
     entries = scan_library()
     if args.json:
@@ -143,9 +143,9 @@ def _add_info(sub) -> None:
 
 
 def cmd_info(args) -> int:
-    from runtime.gguf_info import format_size, param_label, read_gguf_info
-    from runtime.hardware import check_fit, default_fit_context
-    from runtime.library import resolve_model
+    from runtime.models.gguf_info import format_size, param_label, read_gguf_info
+    from runtime.models.hardware import check_fit, default_fit_context
+    from runtime.models.library import resolve_model
 
     info = read_gguf_info(resolve_model(args.model))
     n_ctx = args.ctx or default_fit_context(info)

@@ -1,4 +1,8 @@
-"""`workbench chat`: one prompt, one streamed reply from a local GGUF model (same runtime as the GUI)."""
+"""`workbench chat`: one prompt, one streamed reply from a local GGUF model (same runtime as the GUI).
+
+The prompt and the reply are saved as a conversation in the app's store (a new one, or the one named
+by --conversation), through the same ``runtime.chat.session.ConversationSession`` as the Chat tab.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +11,7 @@ import sys
 
 
 def add_chat_parser(subparsers) -> None:
-    from runtime.chat_types import LoadOptions, SamplingParams
+    from runtime.engine.types import LoadOptions, SamplingParams
 
     load, sampling = LoadOptions(), SamplingParams()
     p = subparsers.add_parser("chat", help="Chat with a local model: one prompt, one streamed reply.",
@@ -18,16 +22,30 @@ def add_chat_parser(subparsers) -> None:
     p.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
     p.add_argument("--threads", type=int, default=load.n_threads)
     p.add_argument("--ctx", type=int, default=load.n_ctx, help="context length in tokens")
-    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
+    p.add_argument("--gpu-layers", type=parse_gpu_layers, default=None, metavar="N|all|auto",
+                   help="layers to offload to the GPU: N, 'all' or -1 for all, 'auto' (default: all when "
+                        "this llama.cpp build has a GPU backend and the model fits in its memory, else 0)")
     p.add_argument("--temperature", type=float, default=sampling.temperature)
     p.add_argument("--top-p", type=float, default=sampling.top_p)
     p.add_argument("--top-k", type=int, default=sampling.top_k)
     p.add_argument("--min-p", type=float, default=sampling.min_p)
     p.add_argument("--repeat-penalty", type=float, default=sampling.repeat_penalty)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--conversation", type=int, default=None, metavar="ID",
+                   help="continue this saved conversation (the Chat tab's too); default: start a new one")
+    p.add_argument("--context-policy", choices=("drop_oldest", "stop"), default=None,
+                   help="when the conversation outgrows --ctx: drop the oldest messages (the default) or stop "
+                        "with an error; saved with the conversation")
     p.add_argument("--force", action="store_true", help="load even if the model looks too big for free RAM")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     p.set_defaults(func=cmd_chat)
+
+
+def parse_gpu_layers(text: str) -> int | None:
+    """``--gpu-layers``: "auto" -> None (the engine decides), "all" or -1 -> -1, N -> N."""
+    from runtime.engine.server import parse_gpu_layers as parse
+
+    return parse(text)
 
 
 def _check_arguments(args) -> None:
@@ -42,12 +60,13 @@ def _check_arguments(args) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from runtime.chat_types import LoadOptions, SamplingParams
-    from runtime.engine_process import LocalEngine
+    from runtime.engine.types import LoadOptions, SamplingParams
+    from runtime.engine.local import LocalEngine
     from runtime.errors import InsufficientMemoryError
-    from runtime.gguf_info import read_gguf_info
-    from runtime.hardware import check_fit
-    from runtime.library import resolve_model
+    from runtime.models.gguf_info import read_gguf_info
+    from runtime.models.hardware import check_fit
+    from runtime.models.library import resolve_model
+    from runtime.store.conversations import ConversationStore
 
     _check_arguments(args)
     path = resolve_model(args.model)
@@ -66,19 +85,56 @@ def cmd_chat(args: argparse.Namespace) -> int:
     options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
                             repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens, seed=args.seed)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": args.prompt}]
+    store = ConversationStore()
     engine = LocalEngine(path, options)
     try:
+        if args.conversation is not None:
+            store.get_conversation(args.conversation)  # no such conversation: say so before loading
         engine.start()
+        chat = _conversation(store, args, path, params, options)
+        chat.client = engine.client()
         on_text = None if args.json else (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
-        reply = engine.client().stream_chat(messages, params, on_text=on_text)
+        try:
+            reply = chat.send(args.prompt, params, on_text=on_text)  # a runtime.chat.session.Turn
+        except BaseException:
+            if args.conversation is None and not chat.messages():
+                store.delete_conversation(chat.conversation_id)  # leave no empty chat behind
+            raise
     finally:
         engine.stop()
+        store.close()
     if args.json:
         print(json.dumps({"model": str(path), "reply": reply.text, **reply.stats.to_dict(),
-                          "load_s": engine.ready_info.get("load_s")}, indent=2))
+                          "load_s": engine.ready_info.get("load_s"),
+                          "conversation_id": chat.conversation_id, "dropped": reply.dropped,
+                          "placement": engine.placement,
+                          "n_gpu_layers": engine.ready_info.get("n_gpu_layers")}, indent=2))
     else:
         print()
-        print(reply.stats.summary(), file=sys.stderr)
+        if reply.dropped:
+            from runtime.chat.context import forgotten_notice
+
+            print(f"note: {forgotten_notice(reply.dropped)}", file=sys.stderr)
+        print(f"conversation {chat.conversation_id} (continue it with --conversation {chat.conversation_id})",
+              file=sys.stderr)
+        print(f"{reply.stats.summary()} · {engine.placement}", file=sys.stderr)
     return 0
+
+
+def _conversation(store, args, path, params, options):
+    """The conversation this prompt goes to: the one named by --conversation, or a new one."""
+    from runtime.chat.session import ConversationSession
+
+    changes = {}
+    if args.conversation is not None:
+        chat = ConversationSession(store, args.conversation)
+        if args.system:
+            changes["system_prompt"] = args.system
+    else:
+        chat = ConversationSession.create(store, backend="local", model_ref=str(path), system_prompt=args.system,
+                                          sampling=params, load=options)
+    if args.context_policy:
+        changes["context_policy"] = args.context_policy
+    if changes:
+        store.update_conversation(chat.conversation_id, **changes)
+    return chat

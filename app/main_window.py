@@ -10,9 +10,9 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
 
 from app.settings import AppSettings
 from widgets import workers
-from widgets.chat_tab import ChatTab
-from widgets.coming_soon import BENCHMARK_PLAN, COMPRESS_PLAN, ComingSoonPage
-from widgets.models_tab import ModelsTab
+from widgets.chat.tab import ChatTab
+from widgets.common.coming_soon import BENCHMARK_PLAN, COMPRESS_PLAN, ComingSoonPage
+from widgets.models.tab import ModelsTab
 from widgets.workers import Worker
 
 TAB_NAMES = ("Models", "Compress", "Chat", "Benchmark")
@@ -43,7 +43,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self._owns_store = store is None
         if store is None:
-            from runtime.store import ConversationStore
+            from runtime.store.conversations import ConversationStore
 
             store = ConversationStore()
         self.store = store

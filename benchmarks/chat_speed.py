@@ -19,9 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtime.chat_types import LoadOptions, SamplingParams  # noqa: E402
-from runtime.engine_process import LocalEngine  # noqa: E402
-from runtime.library import starter_model_path  # noqa: E402
+from runtime.engine.types import LoadOptions, SamplingParams  # noqa: E402
+from runtime.engine.local import LocalEngine  # noqa: E402
+from runtime.engine.build_info import llama_cpp_version  # noqa: E402
+from runtime.models.library import starter_model_path  # noqa: E402
 
 LLAMA_BENCH = ROOT / "benchmarks" / "_build" / "llama-bench"
 FILLER = ("The quick brown fox jumps over the lazy dog while the river runs past the old mill, "
@@ -92,6 +93,19 @@ def generation_rounds(model: Path, threads: int, rounds: int) -> dict:
     }
 
 
+def cpu_name() -> str:
+    """The CPU's model name (the figures differ between machine kinds, e.g. AMD EPYC and Intel Xeon)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def prompt_of(engine: LocalEngine, n_tokens: int) -> str:
     """A user message of roughly ``n_tokens`` tokens (the filler is ~40 tokens per sentence pair)."""
     repeats = max(1, round(n_tokens / 38))
@@ -159,11 +173,12 @@ def main() -> None:
         "ttft_1000_prompt_s": ttft_1000, "ttft_1000_prompt_tokens": n1000,
         "turn2_ttft_cached_s": warm, "turn2_evaluated_cached": n_warm,
         "turn2_ttft_uncached_s": cold, "turn2_evaluated_uncached": n_cold,
-        "load_s": engine.ready_info.get("load_s"),
+        "load_s": engine.ready_info.get("load_s"), "cpu": cpu_name(), "llama_cpp_python": llama_cpp_version(),
     }
     if args.json:
         print(json.dumps(figures, indent=2))
         return
+    print(f"CPU {cpu_name()}; llama-cpp-python {llama_cpp_version()}")
     print(f"model {figures['model']}, {args.threads} threads; medians of {args.runs} interleaved rounds "
           "(ratios: median of per-round ratios)")
     print(f"  llama-bench tg128                 {gen['llama_bench']:7.1f} tok/s   (pp512 {pp512:.1f})")

@@ -76,8 +76,8 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow
-    from runtime.chat_types import LoadOptions, SamplingParams
-    from runtime.library import starter_model_path
+    from runtime.engine.types import LoadOptions, SamplingParams
+    from runtime.models.library import starter_model_path
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = MainWindow()

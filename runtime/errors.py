@@ -3,8 +3,21 @@
 Every error carries the facts a user needs (``path``, ``repo_id``, ...) and a ``hint``: what to do
 next. The UI and the CLI show ``str(err)`` followed by the hint; they never parse messages.
 ``Cancelled`` is deliberately *not* a WorkbenchError: a cancel is not a failure.
+
+Errors cross process and HTTP boundaries as ``err.to_payload()`` (a JSON-safe dict) and come back as
+the same class with ``from_payload(payload, default_cls)``.
 """
 from __future__ import annotations
+
+import json
+
+# How to rebuild llama.cpp for this CPU (scripts/setup.sh rebuilds when the stamp is missing).
+REBUILD_LLAMA_HINT = (
+    "Rebuild llama.cpp for this computer: in the Model Workbench folder run "
+    "`rm .venv/llama-build.stamp && bash scripts/setup.sh`. It compiles llama.cpp again (about "
+    "6-10 minutes) without instructions this CPU cannot run (such as AMX). Then reload the model; "
+    "the conversation is kept."
+)
 
 
 class Cancelled(Exception):
@@ -27,6 +40,11 @@ class WorkbenchError(Exception):
     def user_text(self) -> str:
         """The message and the hint, as one paragraph for a dialog or a terminal."""
         return f"{self.message}\n{self.hint}" if self.hint else self.message
+
+    def to_payload(self) -> dict:
+        """This error as a JSON-safe dict: kind, message, hint, path and facts (see ``from_payload``)."""
+        return {"kind": self.kind, "message": self.message, "hint": self.hint, "path": self.path,
+                "facts": {str(k): _json_safe(v) for k, v in self.facts.items()}}
 
 
 class ModelFileError(WorkbenchError, ValueError):
@@ -65,6 +83,28 @@ class EngineCrashed(EngineError):
     kind = "engine_crashed"
 
 
+class EngineBuildMismatch(EngineCrashed):
+    """The engine died on an instruction this CPU cannot run: llama.cpp was built for another CPU."""
+    kind = "engine_build_mismatch"
+
+    default_hint = REBUILD_LLAMA_HINT
+
+
+class ProcessCrashed(WorkbenchError, RuntimeError):
+    """A child process (quantizer, benchmark runner, ...) ended before it finished its work.
+
+    Facts: ``exit_code``, ``signal`` (e.g. "SIGKILL", or None) and ``details`` (its last stderr lines).
+    """
+    kind = "process_crashed"
+
+
+class ProcessTimeout(WorkbenchError, TimeoutError):
+    """A child process did not get ready within its start-up time; it was stopped."""
+    kind = "process_timeout"
+
+    default_hint = "The computer may be too busy or short of memory; close other programs and try again."
+
+
 class RemoteServerError(WorkbenchError, ConnectionError):
     """An OpenAI-compatible server that does not answer, rejects the key or returns an error."""
     kind = "remote_server"
@@ -85,11 +125,38 @@ class StoreError(WorkbenchError, OSError):
 
 
 def error_class_for(kind: str | None, default: type[WorkbenchError]) -> type[WorkbenchError]:
-    """The WorkbenchError subclass named by ``kind`` (see each class's ``kind``), else ``default``."""
-    pending = list(WorkbenchError.__subclasses__())
+    """The WorkbenchError class named by ``kind`` (see each class's ``kind``), else ``default``."""
+    pending = [WorkbenchError]
     while pending:
         cls = pending.pop()
         if cls.kind == kind:
             return cls
         pending.extend(cls.__subclasses__())
     return default
+
+
+def from_payload(payload: dict, default_cls: type[WorkbenchError]) -> WorkbenchError:
+    """Rebuild the error that ``to_payload()`` described; an unknown kind becomes ``default_cls``.
+
+    Also reads OpenAI-style error objects (``{"message": ..., "type": ...}``) from other servers:
+    ``type`` stands in for ``kind``. A missing hint gives the class's default hint.
+    """
+    payload = payload if isinstance(payload, dict) else {"message": str(payload)}
+    kind = payload.get("kind") or payload.get("type")
+    cls = error_class_for(kind if isinstance(kind, str) else None, default_cls)
+    message = payload.get("message")
+    message = str(message) if message else "Something went wrong (no message was given)."
+    hint = payload.get("hint")
+    path = payload.get("path")
+    facts = payload.get("facts") if isinstance(payload.get("facts"), dict) else {}
+    facts = {k: v for k, v in facts.items() if k not in ("message", "hint", "path")}
+    return cls(message, hint=str(hint) if hint is not None else None, path=path, **facts)
+
+
+def _json_safe(value):
+    """``value`` if JSON can carry it as is, else its text."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return str(value)

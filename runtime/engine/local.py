@@ -1,111 +1,94 @@
 """Start, watch and stop the engine process that serves one local model."""
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import threading
-from collections import deque
+import socket
 from pathlib import Path
+from typing import Callable
 
-from runtime.chat_client import ChatClient
-from runtime.chat_types import LoadOptions
-from runtime.errors import Cancelled, EngineCrashed, EngineError, error_class_for
+from runtime.engine.client import ChatClient
+from runtime.engine.server import KEY_ENV
+from runtime.engine.types import LoadOptions
+from runtime.errors import EngineBuildMismatch, EngineCrashed, EngineError, WorkbenchError
 from runtime.jobs import CancelToken
+from runtime.procs import ChildProcess
 
 LOAD_TIMEOUT_S = 600
+LOAD_CRASH_HINT = "The file may be damaged or too large for this machine's memory."
+REPLY_CRASH_HINT = "Reload the model; the conversation so far is kept."
+MEMORY_HINT = " If it happens again, close other programs or load a smaller model or context length."
 
 
 class LocalEngine:
-    """One child process running ``runtime.engine_server`` for one model.
+    """One child process running ``runtime.engine.server`` for one model.
 
     ``start()`` blocks until the model is loaded (call it off the UI thread). A crash of the child
     (segfault, out-of-memory kill, kill -9) leaves this object with ``alive == False`` and an
     ``exit_reason()`` to show; create a new LocalEngine to reload.
+
+    Crash messages: a death by SIGILL while loading, or by SIGILL/SIGSEGV before the engine completed
+    any reply (its first prompt), is reported as ``EngineBuildMismatch``: this llama.cpp build runs
+    instructions this CPU cannot (the hint says how to rebuild). Later crashes are ``EngineCrashed``
+    naming the signal, with the usual "reload" hint: the build has already run this model here.
     """
 
-    def __init__(self, model_path: str | Path, options: LoadOptions | None = None) -> None:
+    def __init__(self, model_path: str | Path, options: LoadOptions | None = None,
+                 load_timeout_s: float = LOAD_TIMEOUT_S) -> None:
         self.model_path = Path(model_path)
         self.options = options or LoadOptions()
+        self.load_timeout_s = load_timeout_s
         self.api_key = secrets.token_urlsafe(24)
         self.port: int | None = None
         self.ready_info: dict = {}
-        self._proc: subprocess.Popen | None = None
-        self._stderr_tail: deque[str] = deque(maxlen=40)
-        self._stopped_by_us = False
+        self.replies_completed = 0  # counted by ChatClient; 0 means the next decode is the first
+        self._child: ChildProcess | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._child.pid if self._child else None
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self.port is not None
+        return self._child is not None and self._child.alive and self.port is not None
 
-    def start(self, cancel: CancelToken | None = None) -> None:
-        """Spawn the engine and wait until it reports the model loaded (or why it could not)."""
-        from runtime.gguf_info import read_gguf_info
+    @property
+    def placement(self) -> str:
+        """Where the model runs, from the engine: "CPU", "CUDA0: 31/31 layers", ... ('' before ready)."""
+        return self.ready_info.get("placement", "")
+
+    def start(self, cancel: CancelToken | None = None, on_event: Callable[[dict], None] | None = None) -> None:
+        """Spawn the engine and wait until it reports the model loaded (or why it could not).
+
+        ``on_event`` receives the engine's other events before "ready" (``{"event": "loading"}``); it
+        may cancel. Raises Cancelled (the child is killed), ProcessTimeout after ``load_timeout_s``,
+        the engine's own error (ModelFileError, ...) or EngineCrashed.
+        """
+        from runtime.models.gguf_info import read_gguf_info
 
         read_gguf_info(self.model_path)  # fail fast, with a precise message, on a bad file
         cancel = cancel or CancelToken()
         cancel.check()
-        cmd = [sys.executable, "-m", "runtime.engine_server", "--model", str(self.model_path),
-               "--ctx", str(self.options.n_ctx), "--threads", str(self.options.n_threads),
-               "--gpu-layers", str(self.options.n_gpu_layers)]
-        env = dict(os.environ, WORKBENCH_ENGINE_KEY=self.api_key, PYTHONUNBUFFERED="1")
-        project_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            text=True, encoding="utf-8", errors="replace",
+        gpu_layers = "auto" if self.options.n_gpu_layers is None else str(self.options.n_gpu_layers)
+        self._child = ChildProcess(
+            "runtime.engine.server",
+            ["--model", str(self.model_path), "--ctx", str(self.options.n_ctx),
+             "--threads", str(self.options.n_threads), "--gpu-layers", gpu_layers],
+            env={KEY_ENV: self.api_key}, name="engine", error_class=EngineCrashed,
         )
-        threading.Thread(target=self._drain, args=(self._proc.stderr, self._stderr_tail), daemon=True).start()
-        stop_on_cancel = lambda: self._kill()  # noqa: E731 - unblocks readline below
-        cancel.add_callback(stop_on_cancel)
+        self._child.start()
         try:
-            line = self._read_announcement()
-        finally:
-            cancel.remove_callback(stop_on_cancel)
-        if cancel.cancelled:
-            self.stop()
-            raise Cancelled()
-        if line is None:
-            self._proc.wait()
-            raise EngineCrashed(
-                f"The engine stopped while loading {self.model_path.name}: {self.exit_reason()}.",
-                hint="The file may be damaged or too large for this machine's memory.",
-                path=str(self.model_path), details=self.stderr_tail(),
-            )
-        event = json.loads(line)
-        if event.get("event") != "ready":
-            self._proc.wait()
-            error_class = error_class_for(event.get("kind"), EngineError)
-            raise error_class(event.get("message", "The engine failed to load the model."),
-                              hint=event.get("hint") or None, path=str(self.model_path))
-        self.port = int(event["port"])
-        self.ready_info = event
-        threading.Thread(target=self._drain, args=(self._proc.stdout, None), daemon=True).start()
-
-    def _read_announcement(self) -> str | None:
-        """The first JSON line the engine prints (it may print other lines from native code)."""
-        assert self._proc and self._proc.stdout
-        for line in self._proc.stdout:
-            if line.startswith("{"):
-                return line
-        return None
-
-    @staticmethod
-    def _drain(stream, keep: deque | None) -> None:
-        """Read a pipe to its end so the child never blocks on a full pipe; keep the tail if asked."""
-        for line in stream:
-            if keep is not None:
-                keep.append(line)
+            ready = self._child.wait_for("ready", self.load_timeout_s, cancel, on_event,
+                                         doing=f"loading {self.model_path.name}", hint=LOAD_CRASH_HINT)
+        except EngineCrashed:
+            raise self.crash_error("loading") from None
+        except WorkbenchError as exc:
+            exc.path = exc.path or str(self.model_path)
+            raise
+        self.port = int(ready["port"])
+        self.ready_info = ready
 
     def stderr_tail(self) -> str:
-        return "".join(self._stderr_tail)
+        return self._child.stderr_tail() if self._child else ""
 
     def client(self) -> ChatClient:
         if self.port is None:
@@ -115,48 +98,52 @@ class LocalEngine:
 
     def exit_reason(self) -> str:
         """Why the process is gone, in words a user understands."""
-        if self._proc is None:
-            return "the engine was never started"
-        code = self._proc.poll()
-        if code is None:
-            return "the engine is still running"
-        if self._stopped_by_us:
-            return "the engine was stopped"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            what = {"SIGKILL": "was killed (SIGKILL; often the system running out of memory)",
-                    "SIGSEGV": "crashed (segmentation fault)", "SIGABRT": "aborted (SIGABRT)"}
-            return f"the engine process {what.get(name, f'ended by {name}')}"
-        return f"the engine process exited with code {code}"
+        return self._child.exit_reason() if self._child else "the engine was never started"
 
     def wait_exit(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the process to end; True if it has ended."""
-        if self._proc is None:
-            return True
-        try:
-            self._proc.wait(timeout=timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
+        return self._child.wait(timeout) if self._child else True
 
-    def _kill(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.kill()
+    def note_reply_done(self) -> None:
+        """Called by ChatClient when a reply completed: later crashes are not "first decode" ones."""
+        self.replies_completed += 1
+
+    def crash_error(self, stage: str = "reply") -> EngineCrashed:
+        """The error for this engine's death while ``stage`` ("loading", "reply" or "idle"), with its facts."""
+        assert self._child is not None
+        signal = self._child.signal_name()
+        reason = self.exit_reason()
+        if stage == "loading":
+            message = f"The engine stopped while loading {self.model_path.name}: {reason}."
+            mismatch, hint = signal == "SIGILL", LOAD_CRASH_HINT
+        else:
+            first = stage == "reply" and self.replies_completed == 0
+            message = f"The model engine stopped{' on its first prompt' if first else ''}: {reason}."
+            mismatch = first and signal in ("SIGILL", "SIGSEGV")
+            hint = REPLY_CRASH_HINT + (MEMORY_HINT if signal == "SIGKILL" else "")
+        if mismatch:
+            return self._child.crash_error(  # type: ignore[return-value]
+                f"{message} This llama.cpp build does not match this computer's CPU: it uses instructions "
+                "this CPU cannot run.", cls=EngineBuildMismatch, path=str(self.model_path))
+        return self._child.crash_error(message, hint, path=str(self.model_path))  # type: ignore[return-value]
+
+    def connection_error(self, exc: BaseException | None = None) -> EngineError:
+        """What a failed connection to this engine means (for ChatClient; ``exc=None``: reply cut short).
+
+        Waits briefly for a dying process to be reaped, so a crash is reported as the crash it is.
+        """
+        self.wait_exit(2.0)
+        if self._child is not None and not self._child.alive:
+            return self.crash_error("reply")
+        if exc is None:
+            return EngineError("The model engine closed the reply early.", hint=REPLY_CRASH_HINT)
+        reason = "timed out" if isinstance(exc, socket.timeout) else (str(exc) or type(exc).__name__)
+        return EngineError(f"The model engine did not answer ({reason}).", hint=REPLY_CRASH_HINT)
 
     def stop(self) -> None:
         """End the engine (idempotent). Closing stdin asks politely; kill follows if needed."""
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._stopped_by_us = True
-        try:
-            self._proc.stdin.close()  # type: ignore[union-attr]
-            self._proc.wait(timeout=3)
-        except (OSError, subprocess.TimeoutExpired):
-            self._proc.kill()
-            self._proc.wait()
+        if self._child is not None:
+            self._child.stop()
 
     def __enter__(self) -> "LocalEngine":
         self.start()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from runtime.chat_template import render_chat
-from runtime.chat_types import LoadOptions, SamplingParams
+from runtime.engine.templates import render_chat
+from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.errors import ContextOverflow, EngineError, ModelFileError, UnsupportedArchitectureError
 
 PENALTY_LAST_N = 64
@@ -228,7 +228,7 @@ class LlamaRunner:
         budget = min(params.max_tokens if params.max_tokens > 0 else self.n_ctx, self.n_ctx - len(prompt))
         stats.finish_reason = "length"
         try:
-            for _ in range(budget):
+            for remaining in range(budget - 1, -1, -1):
                 token = ll.llama_sampler_sample(sampler, ctx, -1)
                 if ll.llama_vocab_is_eog(vocab, token) and not ignore_eos:
                     stats.finish_reason = "stop"
@@ -242,6 +242,8 @@ class LlamaRunner:
                     stats.finish_reason = "cancelled"
                     # the sampled token is not in the KV cache yet; the cache stays consistent
                     break
+                if not remaining:
+                    break  # the budget's last token: nothing will be sampled after it, so skip its decode
                 one[0] = token
                 if ll.llama_decode(ctx, ll.llama_batch_get_one(one, 1)) != 0:
                     self.reset_cache()
@@ -269,7 +271,7 @@ class _Stopped(Exception):
 def _architecture_of(path: Path) -> str | None:
     """The architecture named in the file's header, or None if the header cannot be read."""
     try:
-        from runtime.gguf_info import read_gguf_info
+        from runtime.models.gguf_info import read_gguf_info
 
         return read_gguf_info(path).architecture
     except Exception:  # the header is damaged: the caller reports the load failure itself

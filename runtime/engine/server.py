@@ -1,16 +1,27 @@
 """The engine process: one model behind a small OpenAI-compatible HTTP API on 127.0.0.1.
 
-Started by ``runtime.engine_process.LocalEngine`` as ``python -m runtime.engine_server``. Native
+Started by ``runtime.engine.local.LocalEngine`` as ``python -m runtime.engine.server``. Native
 crashes (a hostile GGUF, out of memory) kill only this process, never the window. Speaking the
 OpenAI protocol means one client serves the local model and remote servers alike.
 
-Protocol with the parent: the API key arrives in the environment (WORKBENCH_ENGINE_KEY); the
-process prints exactly one JSON line on stdout: ``{"event": "ready", "port": N, ...}`` once the
-model is loaded, or ``{"event": "error", "kind": ..., "message": ..., "hint": ...}`` and exits 3.
+Protocol with the parent (``runtime.procs``): the API key arrives in the environment
+(WORKBENCH_ENGINE_KEY); the process prints JSON lines on stdout: ``{"event": "loading"}`` before it
+loads the model, then ``{"event": "ready", "port": N, "placement": "CPU", ...}`` once it is loaded,
+or ``{"event": "error", **WorkbenchError.to_payload()}`` and exits 3.
+
+GPU layers: ``--gpu-layers auto`` (the default) offloads all layers when this build has a GPU backend
+and the model fits in its free memory, else none; ``all`` or -1 offloads all; N the first N. The ready
+event's ``placement`` says where the model runs, and says so when GPU layers were asked for but this
+build has no GPU backend (no silent CPU fallback).
+
+Errors travel as ``WorkbenchError.to_payload()`` inside an OpenAI-style body:
+``{"error": {"message": ..., "type": kind, "kind": ..., "hint": ..., "path": ..., "facts": {...}}}``
+(mid-stream: the same object as one ``data:`` event).
 
 Requests may add llama-server's ``ignore_eos`` (used by benchmarks to generate exactly max_tokens).
 
-Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (stream or not). Streaming
+Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (stream or not),
+POST /v1/count_tokens (the prompt size of some messages, and the loaded context length). Streaming
 responses end with a chunk carrying ``usage`` and llama-server-style ``timings``
 (``prompt_n``: prompt tokens evaluated, ``cache_n``: prompt tokens reused from the KV cache).
 """
@@ -28,8 +39,9 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from runtime.chat_types import LoadOptions, SamplingParams
-from runtime.errors import WorkbenchError
+from runtime.engine.types import ALL_GPU_LAYERS, LoadOptions, SamplingParams
+from runtime.errors import EngineError, WorkbenchError
+from runtime.models.hardware import GpuDevice, default_gpu_layers, describe_placement
 
 KEY_ENV = "WORKBENCH_ENGINE_KEY"
 STREAM_FLUSH_S = 0.05  # the GUI repaints at most every ~40 ms, so 50 ms batches still look fluid
@@ -72,8 +84,9 @@ class EngineHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_error(self, status: int, message: str, kind: str, hint: str = "") -> None:
-        self._send_json(status, {"error": {"message": message, "type": kind, "hint": hint}})
+    def _send_error(self, status: int, error: WorkbenchError | str, kind: str = "invalid_request_error") -> None:
+        """Answer with an error body (see ``error_body``)."""
+        self._send_json(status, error_body(error, kind))
 
     def _authorized(self) -> bool:
         expected = self.server.api_key
@@ -106,6 +119,9 @@ class EngineHandler(BaseHTTPRequestHandler):
             self._send_error(404, f"No such endpoint: {self.path}", "not_found")
 
     def do_POST(self):
+        if self.path == "/v1/count_tokens":
+            self._count_tokens()
+            return
         if self.path != "/v1/chat/completions":
             self._send_error(404, f"No such endpoint: {self.path}", "not_found")
             return
@@ -126,13 +142,41 @@ class EngineHandler(BaseHTTPRequestHandler):
             else:
                 self._complete(messages, params, ignore_eos)
 
+    def _count_tokens(self):
+        """POST /v1/count_tokens {"messages": [...]} -> {"prompt_tokens": N, "n_ctx": M}.
+
+        N is the length of the prompt a chat request with these messages would evaluate (the model's
+        own template, with the generation prompt), so callers can fit a conversation exactly.
+        """
+        if not self._authorized():
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            messages = json.loads(self.rfile.read(length) or b"{}")["messages"]
+            if not isinstance(messages, list):
+                raise TypeError("messages must be a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._send_error(400, f"Malformed count request: {exc}", "invalid_request_error")
+            return
+        runner = self.server.runner
+        try:
+            with self.server.generation_lock:  # the runner is not thread-safe
+                n = len(runner.tokenize(runner.render(messages)))
+        except WorkbenchError as exc:
+            self._send_error(400, exc)
+            return
+        except (KeyError, TypeError, AttributeError) as exc:
+            self._send_error(400, f"Malformed messages: {exc!r}", "invalid_request_error")
+            return
+        self._send_json(200, {"prompt_tokens": max(n, 1), "n_ctx": runner.n_ctx})
+
     def _start(self, messages, params, ignore_eos):
         """Render and tokenize up front so template and context errors become clean HTTP errors."""
         pieces = self.server.runner.generate(messages, params, self._client_gone, ignore_eos)
         try:
             first = next(pieces, None)
         except WorkbenchError as exc:
-            self._send_error(400, exc.message, exc.kind, exc.hint)
+            self._send_error(400, exc)
             return None
         return first, pieces
 
@@ -189,11 +233,17 @@ class EngineHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pieces.close()  # the client stopped listening: stop generating at once
         except WorkbenchError as exc:  # mid-stream failure: report it in the stream
-            payload = {"error": {"message": exc.message, "type": exc.kind, "hint": exc.hint}}
             try:
-                write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                write(b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n")
             except OSError:
                 pass
+
+
+def error_body(error: WorkbenchError | str, kind: str = "invalid_request_error") -> dict:
+    """An OpenAI-compatible error body. A WorkbenchError travels whole: its ``to_payload()``, with
+    ``type`` set to its kind; a plain message (protocol errors) gets the OpenAI ``type`` ``kind``."""
+    payload = error.to_payload() if isinstance(error, WorkbenchError) else {"message": error, "kind": kind}
+    return {"error": {**payload, "type": payload["kind"]}}
 
 
 def _usage(stats) -> dict:
@@ -223,35 +273,114 @@ def _announce(payload: dict) -> None:
     sys.stdout.flush()
 
 
+# ggml_backend_dev_type: CPU, GPU, IGPU (integrated, host memory), ACCEL (BLAS, AMX), META
+_DEV_GPU, _DEV_IGPU = 1, 2
+
+
+def gpu_devices() -> list[GpuDevice]:
+    """The GPUs this llama.cpp build would offload to, with their free memory (empty: CPU only).
+
+    Read through ggml's device registry (llama-cpp-python binds no ``ggml_backend_dev_*`` function,
+    so they are bound here with ctypes). Like llama.cpp, integrated GPUs count only when there is no
+    discrete one. Call it in the engine process: on CUDA it creates a context on each device.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():  # also loads dynamically built backends
+        return []
+    try:
+        from llama_cpp._ggml import libggml as ggml
+
+        ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+        ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+        for fn in (ggml.ggml_backend_dev_name, ggml.ggml_backend_dev_description):
+            fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_char_p
+        ggml.ggml_backend_dev_type.argtypes, ggml.ggml_backend_dev_type.restype = [ctypes.c_void_p], ctypes.c_int
+        ggml.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                                 ctypes.POINTER(ctypes.c_size_t)]
+        ggml.ggml_backend_dev_memory.restype = None
+    except (ImportError, AttributeError, OSError):  # another llama-cpp-python layout
+        return [GpuDevice("GPU", "a GPU backend (its devices could not be listed)", 0, 0)]
+    found: dict[int, list[GpuDevice]] = {_DEV_GPU: [], _DEV_IGPU: []}
+    for index in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(index)
+        kind = ggml.ggml_backend_dev_type(dev)
+        if kind not in found:
+            continue
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        ggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        found[kind].append(GpuDevice(
+            name=(ggml.ggml_backend_dev_name(dev) or b"GPU").decode("utf-8", "replace"),
+            description=(ggml.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
+            free_bytes=int(free.value), total_bytes=int(total.value)))
+    return found[_DEV_GPU] or found[_DEV_IGPU]
+
+
+def choose_gpu_layers(requested: int | None, model_path: str, n_ctx: int, devices: list[GpuDevice]) -> int:
+    """``requested`` if given, else the automatic choice: all layers if the model fits the GPUs, else 0."""
+    if requested is not None:
+        return requested
+    from runtime.models.gguf_info import read_gguf_info
+    from runtime.models.hardware import estimate_model_memory
+
+    needed = estimate_model_memory(read_gguf_info(model_path), n_ctx)
+    return default_gpu_layers([d.free_bytes for d in devices], needed)
+
+
+def parse_gpu_layers(text: str) -> int | None:
+    """``--gpu-layers``: "auto" -> None, "all" or -1 -> -1, N >= 0 -> N."""
+    value = str(text).strip().lower()
+    if value == "auto":
+        return None
+    if value == "all":
+        return ALL_GPU_LAYERS
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of layers, 'all' or 'auto'") from None
+    if number < -1:
+        raise argparse.ArgumentTypeError(f"{number} GPU layers: use 0 or more, or -1 / 'all' for all layers")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve one GGUF model over an OpenAI-compatible API.")
     parser.add_argument("--model", required=True)
     parser.add_argument("--ctx", type=int, default=LoadOptions().n_ctx)
     parser.add_argument("--threads", type=int, default=LoadOptions().n_threads)
-    parser.add_argument("--gpu-layers", type=int, default=0)
+    parser.add_argument("--gpu-layers", type=parse_gpu_layers, default=None, help="auto (default), all, -1 or N")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    _announce({"event": "loading", "model": os.path.basename(args.model)})
     try:
-        from runtime.llama_runner import LlamaRunner
+        import llama_cpp
+
+        from runtime.engine.runner import LlamaRunner
 
         started = time.perf_counter()
+        devices = gpu_devices()
+        n_gpu_layers = choose_gpu_layers(args.gpu_layers, args.model, args.ctx, devices)
+        options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=n_gpu_layers)
         runner = LlamaRunner(args.model, options)
         load_s = time.perf_counter() - started
+        placement = describe_placement(n_gpu_layers, llama_cpp.llama_model_n_layer(runner.model),
+                                       [d.name for d in devices])
         server = EngineServer(runner, os.environ.get(KEY_ENV, ""), os.path.basename(args.model), args.port)
     except WorkbenchError as exc:
-        _announce({"event": "error", "kind": exc.kind, "message": exc.message, "hint": exc.hint})
+        _announce({"event": "error", **exc.to_payload()})
         return 3
     except OSError as exc:
-        _announce({"event": "error", "kind": "engine", "message": f"The engine could not start: {exc}",
-                   "hint": ""})
+        error = EngineError(f"The engine could not start: {exc}", path=args.model)
+        _announce({"event": "error", **error.to_payload()})
         return 3
-    import llama_cpp
-
     _announce({"event": "ready", "port": server.server_address[1], "load_s": round(load_s, 3),
                "n_ctx": runner.n_ctx, "has_chat_template": runner.chat_template is not None,
-               "llama_cpp_python": llama_cpp.__version__,
-               "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload())})
+               "llama_cpp_python": llama_cpp.__version__, "gpu_offload": bool(devices),
+               "gpu_devices": [d.__dict__ for d in devices], "n_gpu_layers": n_gpu_layers,
+               "placement": placement})
     # The parent closing our stdin means it is gone: exit rather than linger as an orphan.
     threading.Thread(target=_exit_when_parent_leaves, args=(server,), daemon=True).start()
     try:

@@ -5,6 +5,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import TypeVar
 
+from runtime.models.hardware import DEFAULT_N_CTX
+
 R = TypeVar("R", bound="Record")
 
 
@@ -46,11 +48,19 @@ def default_threads() -> int:
 
 @dataclass
 class LoadOptions(Record):
-    """How a local model is loaded into the engine."""
+    """How a local model is loaded into the engine.
 
-    n_ctx: int = 4096
+    ``n_gpu_layers``: None = automatic (all layers when this llama.cpp build has a GPU backend and the
+    model fits in its free memory, else 0; the engine decides, see ``runtime.engine.server``),
+    -1 (``ALL_GPU_LAYERS``) = all layers, N = the first N layers, 0 = CPU only.
+    """
+
+    n_ctx: int = DEFAULT_N_CTX
     n_threads: int = field(default_factory=default_threads)
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | None = None
+
+
+ALL_GPU_LAYERS = -1
 
 
 @dataclass

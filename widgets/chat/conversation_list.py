@@ -1,6 +1,6 @@
 """Saved conversations: search box, list, New / Rename / Delete.
 
-Reads and writes through a ``runtime.store.ConversationStore``. The dialogs (rename, confirm delete)
+Reads and writes through a ``runtime.store.conversations.ConversationStore``. The dialogs (rename, confirm delete)
 can be bypassed by passing the answer, which is how tests drive it.
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Per-conversation settings: the system prompt and the sampling panel.
+"""Per-conversation settings: the system prompt, the sampling panel, and what to do when the chat
+outgrows the context (drop the oldest messages, or stop and say so).
 
 Edits are coalesced: ``sig_changed`` fires once, ``SAVE_DELAY_MS`` after the last keystroke or spin,
 so typing a system prompt does not write to the database on every key. ``flush()`` fires it at once
@@ -7,16 +8,17 @@ so typing a system prompt does not write to the database on every key. ``flush()
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QGroupBox, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
-from runtime.chat_types import SamplingParams
-from widgets.sampling_panel import SamplingPanel
+from runtime.engine.types import SamplingParams
+from widgets.chat.sampling_panel import SamplingPanel
 
 SAVE_DELAY_MS = 500
+CONTEXT_POLICIES = (("drop_oldest", "Drop oldest messages"), ("stop", "Stop and tell me"))
 
 
 class ConversationSettings(QWidget):
-    """System prompt + sampling parameters for the open conversation."""
+    """System prompt + sampling parameters + context policy for the open conversation."""
 
     sig_changed = Signal()
 
@@ -35,6 +37,13 @@ class ConversationSettings(QWidget):
         layout.addWidget(QLabel("System prompt"))
         layout.addWidget(self.system_prompt)
         layout.addWidget(box)
+        self.context_policy_box = QComboBox()
+        for value, label in CONTEXT_POLICIES:
+            self.context_policy_box.addItem(label, value)
+        outgrow = QLabel("When the chat outgrows the context:")
+        outgrow.setWordWrap(True)
+        layout.addWidget(outgrow)
+        layout.addWidget(self.context_policy_box)
         layout.addStretch(1)
 
         self._timer = QTimer(self)
@@ -44,17 +53,25 @@ class ConversationSettings(QWidget):
         self._quiet = False
         self.system_prompt.textChanged.connect(self._schedule)
         self.sampling.sig_changed.connect(self._schedule)
+        self.context_policy_box.currentIndexChanged.connect(self._schedule)
 
     def values(self) -> tuple[str, SamplingParams]:
         return self.system_prompt.toPlainText(), self.sampling.params()
 
-    def set_values(self, system_prompt: str, params: SamplingParams) -> None:
+    def context_policy(self) -> str:
+        """'drop_oldest' or 'stop' (see runtime.chat.context)."""
+        return self.context_policy_box.currentData()
+
+    def set_values(self, system_prompt: str, params: SamplingParams, context_policy: str | None = None) -> None:
         """Show a conversation's settings without reporting a change."""
         self._timer.stop()
         self._quiet = True
         try:
             self.system_prompt.setPlainText(system_prompt)
             self.sampling.set_params(params)
+            if context_policy is not None:
+                index = self.context_policy_box.findData(context_policy)
+                self.context_policy_box.setCurrentIndex(max(index, 0))
         finally:
             self._quiet = False
 

@@ -4,13 +4,16 @@ Finished assistant messages are rendered from markdown with Qt's own parser
 (``QTextCursor.insertMarkdown``); user messages are shown as typed. A reply being streamed is
 appended as plain text through a cursor kept at the end (cost proportional to the new text only)
 and replaced by its markdown rendering once, when the reply ends. Each user message carries an
-"edit" link that emits ``sig_edit_requested(message_id)``.
+"edit" link that emits ``sig_edit_requested(message_id)``. A centred grey note marks where the
+messages the model still sees begin, when earlier ones no longer fit its context.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
+
+from runtime.chat.context import forgotten_notice
 
 ROLE_LABELS = {"user": "You", "assistant": "Assistant", "system": "System"}
 ROLE_COLOURS = {"user": "#1565c0", "assistant": "#2e7d32", "system": "#6d4c41"}
@@ -18,7 +21,7 @@ EDIT_SCHEME = "edit"
 
 
 class MessageView(QTextBrowser):
-    """Shows messages (``runtime.store.Message``) and one streaming reply at a time."""
+    """Shows messages (``runtime.store.conversations.Message``) and one streaming reply at a time."""
 
     sig_edit_requested = Signal(int)
 
@@ -36,14 +39,36 @@ class MessageView(QTextBrowser):
 
     # -- whole messages ---------------------------------------------------------------------------
 
-    def set_messages(self, messages) -> None:
-        """Replace the transcript with these messages (used when a conversation is opened)."""
+    def set_messages(self, messages, forgotten: int = 0) -> None:
+        """Replace the transcript with these messages (used when a conversation is opened or a turn ends).
+
+        ``forgotten`` > 0 puts a note before the first message the model still sees:
+        "3 earlier messages are beyond the model's memory".
+        """
         self._stream_cursor = None
         self._stream_parts = []
         self.editable_ids = set()
         self.clear()
-        for message in messages:
+        for index, message in enumerate(messages):
+            if index == forgotten and forgotten > 0:
+                self.append_notice(forgotten_notice(forgotten))
             self.append_message(message)
+
+    def append_notice(self, text: str) -> None:
+        """Append a grey, italic line that is not a message (e.g. what the model no longer sees)."""
+        with self._kept_at_bottom():
+            cursor = self._end_cursor()
+            block = QTextBlockFormat()
+            block.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            if not self.document().isEmpty():
+                block.setTopMargin(14)
+                cursor.insertBlock(block, QTextCharFormat())
+            else:
+                cursor.setBlockFormat(block)
+            note = QTextCharFormat()
+            note.setFontItalic(True)
+            note.setForeground(QColor("#757575"))
+            cursor.insertText(f"— {text} —", note)
 
     def append_message(self, message) -> None:
         """Append one finished message at the end."""
@@ -52,7 +77,7 @@ class MessageView(QTextBrowser):
             self._insert_header(cursor, message.role, message.id)
             self._insert_body(cursor, message.role, message.content)
             self._insert_stats(cursor, message)
-        if message.role == "user":
+        if message.role == "user" and message.id is not None:
             self.editable_ids.add(message.id)
 
     # -- streaming --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Getting the chat a model to talk to, without blocking the UI.
 
-For a local model: judge the fit on a worker (GGUF header + ``runtime.hardware.check_fit``), ask
+For a local model: judge the fit on a worker (GGUF header + ``runtime.models.hardware.check_fit``), ask
 the user when the verdict is "too big", then let the ``ChatSession`` start the engine. For a remote
 server: let the session check it. ``sig_busy(text)`` says what is happening, ``sig_failed(error)``
 carries the error object, ``sig_idle`` follows every outcome (ready, failed or cancelled).
@@ -12,15 +12,15 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from runtime.chat_types import LoadOptions
-from widgets.chat_session import ChatSession
+from runtime.engine.types import LoadOptions
+from widgets.chat.session import ChatSession
 from widgets.workers import Worker
 
 
 def judge_fit(model_path: str, n_ctx: int, info=None):
     """Worker body: the fit verdict for loading this model at this context length."""
-    from runtime.gguf_info import read_gguf_info
-    from runtime.hardware import check_fit
+    from runtime.models.gguf_info import read_gguf_info
+    from runtime.models.hardware import check_fit
 
     return check_fit(info if info is not None else read_gguf_info(model_path), n_ctx)
 
@@ -81,7 +81,7 @@ class ModelLoader(QObject):
 
     def confirm_too_big(self, verdict) -> bool:
         """Ask whether to load a model that will probably not fit. Tests may replace this."""
-        from runtime.gguf_info import format_size
+        from runtime.models.gguf_info import format_size
 
         answer = QMessageBox.warning(
             self._dialog_parent, "This model is probably too big",

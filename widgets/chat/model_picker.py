@@ -5,13 +5,51 @@ The picker only collects choices and emits them; loading and connecting are the 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QRadioButton, QSizePolicy, QSpinBox, QStackedWidget, QVBoxLayout, QWidget)
 
-from runtime.chat_types import LoadOptions
-from widgets.fit_badge import fit_label, fit_style
+from runtime.engine.types import LoadOptions
+from widgets.common.fit_badge import fit_label, fit_style
 
 MAX_GPU_LAYERS = 999
+AUTO_LAYERS = -2   # the spin box value shown as "Auto" (LoadOptions.n_gpu_layers None)
+
+
+class GpuLayersSpinBox(QSpinBox):
+    """GPU layers: "Auto" (the default: all when the GPU has room, else CPU), "All" (-1) or a number."""
+
+    WORDS = {"auto": AUTO_LAYERS, "all": -1}
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setRange(AUTO_LAYERS, MAX_GPU_LAYERS)
+        self.setSpecialValueText("Auto")
+        self.setToolTip("Layers offloaded to the GPU. Auto: all layers when this llama.cpp build has a GPU "
+                        "backend and the model fits in its memory, else none (CPU). All: every layer. "
+                        "0: CPU only. The line under the picker says where the model runs once loaded.")
+
+    def textFromValue(self, value: int) -> str:
+        return "All" if value == -1 else super().textFromValue(value)
+
+    def valueFromText(self, text: str) -> int:
+        word = text.strip().lower()
+        return self.WORDS[word] if word in self.WORDS else super().valueFromText(text)
+
+    def validate(self, text: str, pos: int):
+        word = text.strip().lower()
+        if word in self.WORDS:
+            return QValidator.State.Acceptable, text, pos
+        if word and any(w.startswith(word) for w in self.WORDS):
+            return QValidator.State.Intermediate, text, pos
+        return super().validate(text, pos)
+
+    def layers(self) -> int | None:
+        """The choice as LoadOptions.n_gpu_layers: None (auto), -1 (all) or N."""
+        return None if self.value() == AUTO_LAYERS else self.value()
+
+    def set_layers(self, n_gpu_layers: int | None) -> None:
+        self.setValue(AUTO_LAYERS if n_gpu_layers is None else max(-1, n_gpu_layers))
 
 
 class LocalModelForm(QWidget):
@@ -39,9 +77,7 @@ class LocalModelForm(QWidget):
         self.n_threads = QSpinBox()
         self.n_threads.setRange(1, 256)
         self.n_threads.setToolTip("CPU threads used for generation.")
-        self.n_gpu_layers = QSpinBox()
-        self.n_gpu_layers.setRange(0, MAX_GPU_LAYERS)
-        self.n_gpu_layers.setToolTip(f"Layers offloaded to the GPU: 0 = CPU only, {MAX_GPU_LAYERS} = all.")
+        self.n_gpu_layers = GpuLayersSpinBox()
         self.load_button = QPushButton("Load")
         self.load_button.clicked.connect(self._on_load)
 
@@ -91,12 +127,12 @@ class LocalModelForm(QWidget):
 
     def options(self) -> LoadOptions:
         return LoadOptions(n_ctx=self.n_ctx.value(), n_threads=self.n_threads.value(),
-                           n_gpu_layers=self.n_gpu_layers.value())
+                           n_gpu_layers=self.n_gpu_layers.layers())
 
     def set_options(self, options: LoadOptions) -> None:
         self.n_ctx.setValue(options.n_ctx)
         self.n_threads.setValue(options.n_threads)
-        self.n_gpu_layers.setValue(options.n_gpu_layers)
+        self.n_gpu_layers.set_layers(options.n_gpu_layers)
 
     def _on_model_changed(self, *_args) -> None:
         row = self.current_row()

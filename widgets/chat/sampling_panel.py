@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
 
-from runtime.chat_types import SamplingParams
+from runtime.engine.types import SamplingParams
 
 _TIPS = {
     "temperature": "Randomness. 0 always picks the likeliest token; higher values vary more.",

@@ -3,7 +3,9 @@
 ``ChatSession`` holds at most one ``LocalEngine`` (a child process) or one remote ``ChatClient``.
 All blocking calls (engine start/stop, server check, ``stream_chat``) run on workers; the session
 only ever touches Qt from the UI thread. It watches the engine process and reports its death once
-through ``sig_engine_died(reason)``; ``reload()`` starts a fresh engine with the same model/options.
+through ``sig_engine_died(error)`` (an EngineCrashed naming the signal); ``reload()`` starts a fresh engine with the same model/options.
+A reply is one turn of a runtime ``ConversationSession`` (send, regenerate, edit and resend) run on
+a worker with the current client; the conversation logic stays in runtime.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from runtime.chat_types import LoadOptions, SamplingParams
+from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.errors import EngineCrashed
 from widgets.workers import Job, Worker
 
@@ -23,7 +25,7 @@ def _start_engine(job: Job, old_engine, model_path: str, options: LoadOptions):
     """Worker body: stop the previous engine, then start one for ``model_path``."""
     if old_engine is not None:
         old_engine.stop()
-    from runtime.engine_process import LocalEngine
+    from runtime.engine.local import LocalEngine
 
     engine = LocalEngine(model_path, options)
     try:
@@ -38,7 +40,7 @@ def _connect_remote(job: Job, old_engine, base_url: str, api_key: str, model: st
     """Worker body: check the server (and pick its first model when none is named)."""
     if old_engine is not None:
         old_engine.stop()
-    from runtime.chat_client import ChatClient
+    from runtime.engine.client import ChatClient
 
     probe = ChatClient(base_url, api_key=api_key, model=model, timeout_s=CHECK_TIMEOUT_S)
     probe.check()
@@ -57,14 +59,14 @@ class ChatSession(QObject):
     sig_load_failed = Signal(object)     # WorkbenchError (or other exception)
     sig_load_cancelled = Signal()
     sig_text = Signal(str)               # throttled pieces of the reply being streamed
-    sig_reply_done = Signal(object)      # ChatReply (also after Stop: finish_reason "cancelled")
-    sig_reply_failed = Signal(object)    # the error; the partial text is whatever sig_text delivered
-    sig_engine_died = Signal(str)        # exit reason, once per engine
+    sig_reply_done = Signal(object)      # runtime.chat.session.Turn (also after Stop), or None
+    sig_reply_failed = Signal(object)    # the error; its ``partial_reply`` is the saved partial Message
+    sig_engine_died = Signal(object)     # EngineCrashed (EngineBuildMismatch on a first-prompt crash), once
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self.engine = None               # runtime.engine_process.LocalEngine
-        self.client = None               # runtime.chat_client.ChatClient
+        self.engine = None               # runtime.engine.local.LocalEngine
+        self.client = None               # runtime.engine.client.ChatClient
         self.backend = ""                # "local" | "remote" | "" (nothing loaded)
         self.model_ref = ""              # model path (local) or model name (remote)
         self.remote_base_url = ""
@@ -100,10 +102,11 @@ class ChatSession(QObject):
         return self.backend == "local" and self.engine is not None and not self.engine.alive
 
     def describe(self) -> str:
+        """One line saying what is loaded and, for a local model, where it runs (the engine's placement)."""
         if self.backend == "local":
-            return (f"Loaded {Path(self.model_ref).stem} on this computer "
-                    f"(context {self.load_options.n_ctx:,}, {self.load_options.n_threads} threads, "
-                    f"{self.load_options.n_gpu_layers} GPU layers).")
+            placement = getattr(self.engine, "placement", "") or "placement unknown"
+            return (f"Loaded {Path(self.model_ref).stem} on this computer: runs on {placement} "
+                    f"(context {self.load_options.n_ctx:,}, {self.load_options.n_threads} threads).")
         if self.backend == "remote":
             model = self.model_ref or "the server's default model"
             return f"Connected to {self.remote_base_url} ({model})."
@@ -161,14 +164,27 @@ class ChatSession(QObject):
 
     # -- replies ----------------------------------------------------------------------------------
 
-    def generate(self, messages: list[dict], params: SamplingParams) -> None:
-        """Stream a reply to ``messages``; ends with sig_reply_done or sig_reply_failed."""
+    def send(self, chat, text: str, params: SamplingParams) -> None:
+        """Run ``chat.send`` (a runtime ConversationSession) on a worker; see ``_run_turn``."""
+        self._run_turn(lambda job, extra: chat.send(text, params, job.text, job.cancel, extra), chat)
+
+    def regenerate(self, chat, params: SamplingParams) -> None:
+        self._run_turn(lambda job, extra: chat.regenerate(params, job.text, job.cancel, extra), chat)
+
+    def edit_and_resend(self, chat, message_id: int, text: str, params: SamplingParams) -> None:
+        self._run_turn(
+            lambda job, extra: chat.edit_and_resend(message_id, text, params, job.text, job.cancel, extra), chat)
+
+    def _run_turn(self, body, chat) -> None:
+        """Stream one turn off the UI thread; it ends with sig_reply_done or sig_reply_failed.
+
+        The turn's store writes (user message, reply) happen on the worker too.
+        """
         if not self.ready or self.generating:
             raise RuntimeError("not ready: load a model first, and wait for the current reply")
-        client, extra = self.client, dict(self.request_extra)
-        self._reply_worker = Worker(
-            lambda job: client.stream_chat(messages, params, on_text=job.text, cancel=job.cancel, extra=extra),
-            name="chat-reply")
+        chat.client = self.client
+        extra = dict(self.request_extra)
+        self._reply_worker = Worker(lambda job: body(job, extra), name="chat-reply")
         self._reply_worker.sig_text.connect(self.sig_text)
         self._reply_worker.sig_done.connect(self.sig_reply_done)
         self._reply_worker.sig_failed.connect(self._on_reply_failed)
@@ -178,7 +194,7 @@ class ChatSession(QObject):
         self.sig_busy_changed.emit()
 
     def stop(self) -> None:
-        """Stop the reply being generated; the partial reply still arrives through sig_reply_done."""
+        """Stop the reply being generated; the saved partial reply still arrives through sig_reply_done."""
         if self._reply_worker is not None:
             self._reply_worker.cancel()
 
@@ -188,12 +204,10 @@ class ChatSession(QObject):
             self.engine.wait_exit(1.0)  # let the process be reaped so exit_reason() can say why
         self.sig_reply_failed.emit(error)
         if crashed or self.engine_dead:
-            self._report_death()
+            self._report_death(error if crashed else None)
 
     def _on_reply_cancelled(self) -> None:
-        from runtime.chat_types import ChatReply, ReplyStats
-
-        self.sig_reply_done.emit(ChatReply("", ReplyStats(finish_reason="cancelled")))
+        self.sig_reply_done.emit(None)  # stopped before the reply began: nothing was written
 
     # -- engine watch -----------------------------------------------------------------------------
 
@@ -201,13 +215,13 @@ class ChatSession(QObject):
         if self.engine_dead and not self.generating:
             self._report_death()
 
-    def _report_death(self) -> None:
+    def _report_death(self, error: EngineCrashed | None = None) -> None:
         self._watch.stop()
         if self._death_reported or self.engine is None:
             return
         self._death_reported = True
         self.client = None
-        self.sig_engine_died.emit(self.engine.exit_reason())
+        self.sig_engine_died.emit(error or self.engine.crash_error("idle"))
         self.sig_busy_changed.emit()
 
     # -- shutdown ---------------------------------------------------------------------------------

@@ -1,41 +1,39 @@
 """The Chat tab: conversations on the left, the transcript in the middle, model and settings on the right.
 
-It composes small widgets and wires them to two owners of state: ``runtime.store.ConversationStore``
-(what was said, saved as it happens: the user message on send, the reply when it ends or is stopped)
-and ``ChatSession`` (the engine or server, and the reply being streamed).
+It composes small widgets and only shows things. The conversation logic (send, regenerate, edit
+and resend, titles, saving stopped or broken-off replies, fitting long chats into the context) is
+``runtime.chat.session.ConversationSession``, one per open conversation, whose blocking turns run
+on workers through ``ChatSession`` (the engine or server, and the reply being streamed). The store
+is read here to show a conversation; the turn writes to it off the UI thread.
 
 Test hooks: ``send(text)``, ``stop()``, ``regenerate()``, ``edit_message(message_id)``,
 ``load_local(path, options)``, ``connect_remote(url, key, model)``, ``reload_engine()``,
 ``loader.confirm_too_big`` (replaceable),
 ``open_conversation(id)``, ``new_conversation()``; the signals ``sig_reply_finished(message|None)``
-and ``sig_model_ready(str)``; the attributes ``session``, ``engine`` and ``store``.
+and ``sig_model_ready(str)``; the attributes ``session``, ``chat`` (the open ConversationSession),
+``engine`` and ``store``.
 """
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
-from runtime.chat_types import LoadOptions
-from widgets.banner import Banner
-from widgets.busy_bar import BusyBar
-from widgets.chat_input import ChatInput
-from widgets.chat_session import ChatSession
-from widgets.conversation_list import ConversationList
-from widgets.conversation_settings import ConversationSettings
-from widgets.message_view import MessageView
-from widgets.model_loader import ModelLoader
-from widgets.model_picker import ModelPicker
+from runtime.chat.session import DEFAULT_TITLE, ConversationSession
+from runtime.engine.types import LoadOptions
+from runtime.errors import EngineBuildMismatch
+from widgets.common.banner import Banner
+from widgets.common.busy_bar import BusyBar
+from widgets.chat.input import ChatInput
+from widgets.chat.session import ChatSession
+from widgets.chat.conversation_list import ConversationList
+from widgets.chat.conversation_settings import ConversationSettings
+from widgets.chat.message_view import MessageView
+from widgets.chat.model_loader import ModelLoader
+from widgets.chat.model_picker import ModelPicker
 from widgets.workers import error_text
-
-DEFAULT_TITLE = "New chat"
-TITLE_LENGTH = 48
-
-
-def title_from(text: str) -> str:
-    """A conversation title from its first message: the first line, shortened."""
-    line = text.strip().splitlines()[0] if text.strip() else DEFAULT_TITLE
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
 class ChatTab(QWidget):
@@ -51,8 +49,9 @@ class ChatTab(QWidget):
         self.session = ChatSession(self)
         self.loader = ModelLoader(self.session, self)
         self.conversation_id: int | None = None
-        self._edit_position: int | None = None
-        self._reply_conversation: int | None = None
+        self.chat: ConversationSession | None = None
+        self._edit_message_id: int | None = None
+        self._sending: tuple[str, int | None] | None = None  # (text, edited message id) of the turn running
         self._build()
         self._wire()
         ids = self.conversations.ids()
@@ -214,6 +213,9 @@ class ChatTab(QWidget):
             DEFAULT_TITLE, backend=self.session.backend or "local", model_ref=self.session.model_ref,
             remote_base_url=self.session.remote_base_url, system_prompt=system_prompt, sampling=sampling,
             load=self.session.load_options)
+        policy = self.settings_panel.context_policy()
+        if policy != conv.context_policy:
+            self.store.update_conversation(conv.id, context_policy=policy)
         self.conversations.reload(conv.id)
         self.open_conversation(conv.id)
         return conv.id
@@ -227,16 +229,27 @@ class ChatTab(QWidget):
         self.cancel_edit()
         self.conversation_id = conversation_id
         if conversation_id is None:
-            self.view.set_messages([])
+            self.chat = None
         else:
+            if self.chat is None or self.chat.conversation_id != conversation_id:
+                self.chat = ConversationSession(self.store, conversation_id)
             conv = self.store.get_conversation(conversation_id)
-            self.settings_panel.set_values(conv.system_prompt, conv.sampling)
-            self.view.set_messages(self.store.messages(conversation_id))
+            self.settings_panel.set_values(conv.system_prompt, conv.sampling, conv.context_policy)
             if not self.session.backend:
                 self.picker.show_conversation_backend(conv.backend, conv.model_ref, conv.remote_base_url)
+        self._show_messages()
         if self.conversations.current_id() != conversation_id:
             self.conversations.select(conversation_id)
         self._update_controls()
+
+    def _show_messages(self, messages=None) -> None:
+        """Show the open conversation (or ``messages``), with the note on what the model no longer sees."""
+        if self.conversation_id is None:
+            self.view.set_messages([])
+            return
+        if messages is None:
+            messages = self.store.messages(self.conversation_id)
+        self.view.set_messages(messages, forgotten=self.chat.dropped if self.chat else 0)
 
     def _on_conversation_selected(self, conversation_id) -> None:
         if conversation_id != self.conversation_id:
@@ -251,7 +264,8 @@ class ChatTab(QWidget):
         if self.conversation_id is None:
             return
         system_prompt, sampling = self.settings_panel.values()
-        self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, sampling=sampling)
+        self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, sampling=sampling,
+                                       context_policy=self.settings_panel.context_policy())
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -264,32 +278,38 @@ class ChatTab(QWidget):
             self._explain_not_ready()
             return False
         self.settings_panel.flush()
-        conv_id = self._conversation_for(text)
-        if self._edit_position is not None:
-            self.store.delete_messages_from(conv_id, self._edit_position)
-            self.cancel_edit()
-            self.view.set_messages(self.store.messages(conv_id))
-        message = self.store.add_message(conv_id, "user", text)
-        self.view.append_message(message)
+        if self.conversation_id is None:
+            self.new_conversation()
+        edit_id = self._edit_message_id
+        self.cancel_edit()
         self.input.clear()
-        self._start_reply(conv_id)
+        if edit_id is not None:
+            messages = self.store.messages(self.conversation_id)
+            kept = next((messages[:i] for i, m in enumerate(messages) if m.id == edit_id), messages)
+            self._show_messages(kept)
+        self.view.append_message(SimpleNamespace(id=None, role="user", content=text, stats=None))
+        self._begin_reply((text, edit_id))
+        params = self.settings_panel.values()[1]
+        if edit_id is None:
+            self.session.send(self.chat, text, params)
+        else:
+            self.session.edit_and_resend(self.chat, edit_id, text, params)
         return True
 
     def regenerate(self) -> bool:
         """Drop the last reply and ask for a new one to the same messages."""
-        conv_id = self.conversation_id
-        if conv_id is None or self.session.generating or not self.session.ready:
+        if self.conversation_id is None or self.session.generating or not self.session.ready:
             return False
         self.settings_panel.flush()
-        messages = self.store.messages(conv_id)
+        messages = self.store.messages(self.conversation_id)
         if messages and messages[-1].role == "assistant":
-            self.store.delete_messages_from(conv_id, messages[-1].position)
             messages = messages[:-1]
-            self.view.set_messages(messages)
         if not messages or messages[-1].role != "user":
             return False
         self.cancel_edit()
-        self._start_reply(conv_id)
+        self._show_messages(messages)
+        self._begin_reply(None)
+        self.session.regenerate(self.chat, self.settings_panel.values()[1])
         return True
 
     def stop(self) -> None:
@@ -303,71 +323,61 @@ class ChatTab(QWidget):
         found = [m for m in self.store.messages(self.conversation_id) if m.id == message_id]
         if not found or found[0].role != "user":
             return False
-        self._edit_position = found[0].position
-        self.input.setPlainText(found[0].content)
+        self._enter_edit(message_id, found[0].content)
+        return True
+
+    def _enter_edit(self, message_id: int, text: str) -> None:
+        self._edit_message_id = message_id
+        self.input.setPlainText(text)
         self.input.setFocus()
         self.edit_note.setText("Editing an earlier message: sending replaces it and every message after it.")
         self.edit_note.show()
         self.cancel_edit_button.show()
-        return True
 
     def cancel_edit(self) -> None:
-        if self._edit_position is not None:
+        if self._edit_message_id is not None:
             self.input.clear()
-        self._edit_position = None
+        self._edit_message_id = None
         self.edit_note.hide()
         self.cancel_edit_button.hide()
 
-    def _conversation_for(self, text: str) -> int:
-        """The open conversation brought up to date with the backend, or a new one titled from ``text``."""
-        if self.conversation_id is None:
-            self.new_conversation()
-        conv = self.store.get_conversation(self.conversation_id)
-        changes = {}
-        if conv.title == DEFAULT_TITLE and not self.store.messages(conv.id):
-            changes["title"] = title_from(text)
-        for field in ("backend", "model_ref", "remote_base_url"):
-            if getattr(self.session, field) and getattr(conv, field) != getattr(self.session, field):
-                changes[field] = getattr(self.session, field)
-        if changes:
-            self.store.update_conversation(conv.id, **changes)
-        return conv.id
-
-    def _start_reply(self, conv_id: int) -> None:
-        _system_prompt, params = self.settings_panel.values()
-        self._reply_conversation = conv_id
+    def _begin_reply(self, sending: tuple[str, int | None] | None) -> None:
+        self._sending = sending
         self.banner.dismiss()
         self.view.begin_stream()
-        self.session.generate(self.store.chat_messages(conv_id), params)
-        self.conversations.reload()
 
-    def _finish_reply(self, text: str, stats) -> None:
-        conv_id, self._reply_conversation = self._reply_conversation, None
-        message = None
-        if conv_id is not None and (text or stats is not None):
-            message = self.store.add_message(conv_id, "assistant", text, stats)
-        self.view.end_stream(message)
+    def _finish_reply(self, message) -> None:
+        """Show the conversation as saved (the reply, or what was kept of it) and report the message."""
+        self._sending = None
+        self._show_messages()
         self.conversations.reload()
         self._update_controls()
         self.sig_reply_finished.emit(message)
 
-    def _on_reply_done(self, reply) -> None:
-        text = reply.text or self.view.streamed_text
-        if not text and reply.stats.finish_reason == "cancelled":
-            self._finish_reply("", None)
-        else:
-            self._finish_reply(text, reply.stats)
+    def _on_reply_done(self, turn) -> None:
+        self._finish_reply(turn.reply if turn is not None else None)
 
     def _on_reply_failed(self, error) -> None:
-        self._finish_reply(self.view.streamed_text, None)
+        sending = self._sending
+        written = hasattr(error, "partial_reply")  # the turn failed after it saved the user's message
+        if sending and not written and not self.input.toPlainText():
+            text, edit_id = sending  # nothing was written (too long, engine gone): give the message back
+            if edit_id is not None:
+                self._enter_edit(edit_id, text)
+            else:
+                self.input.setPlainText(text)
+        self._finish_reply(getattr(error, "partial_reply", None))
         if not self.session.engine_dead:
             self.banner.show_message(error_text(error), "error")
 
-    def _on_engine_died(self, reason: str) -> None:
+    def _on_engine_died(self, error) -> None:
+        """Say why the engine died; offer Reload unless this llama.cpp build cannot run on this CPU."""
         self.picker.set_status("The model engine stopped.")
-        self.banner.show_message(f"The model engine stopped: {reason}. "
-                                 "This conversation is saved; reload the model to continue.",
-                                 "error", action="reload", action_text="Reload")
+        if isinstance(error, EngineBuildMismatch):
+            self.banner.show_message(f"{error_text(error)}\nThis conversation is saved.", "error")
+        else:
+            self.banner.show_message(f"{error.message} This conversation is saved; reload the model to continue.",
+                                     "error", action="reload", action_text="Reload")
         self._update_controls()
 
     def _on_banner_action(self, action: str) -> None:
@@ -378,7 +388,7 @@ class ChatTab(QWidget):
         if self.session.loading:
             self.banner.show_message("The model is still loading.", "info")
         elif self.session.engine_dead:
-            self._on_engine_died(self.session.engine.exit_reason())
+            self._on_engine_died(self.session.engine.crash_error("idle"))
         else:
             self.banner.show_message("Load a model (or connect to a server) first, on the right.", "info")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-from runtime.hardware import FIT_LABELS
+from runtime.models.hardware import FIT_LABELS
 _COLOURS = {"fits": ("#1b5e20", "#e8f5e9"), "tight": ("#8a5a00", "#fff4d6"), "too_big": ("#b71c1c", "#fdecea")}
 
 

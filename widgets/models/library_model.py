@@ -1,7 +1,7 @@
 """The local model library as a Qt table model, and the plain function that fills it.
 
 ``scan_library_rows`` runs on a worker thread: it scans the disk, reads the GGUF headers and asks
-``runtime.hardware.check_fit`` for each readable model. ``LibraryTableModel`` only displays the rows.
+``runtime.models.hardware.check_fit`` for each readable model. ``LibraryTableModel`` only displays the rows.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
-from widgets.fit_badge import fit_colours, fit_label
+from widgets.common.fit_badge import fit_colours, fit_label
 
 COLUMNS = ("Name", "Source", "Architecture", "Params", "Quant", "Context", "Size", "Fit", "Problem")
 SOURCE_LABELS = {"app": "App folder", "hf-cache": "Hugging Face cache", "starter": "Starter model"}
@@ -20,15 +20,15 @@ SOURCE_LABELS = {"app": "App folder", "hf-cache": "Hugging Face cache", "starter
 class LibraryRow:
     """One library entry plus its fit verdict (None when the file could not be read)."""
 
-    entry: Any          # runtime.library.ModelEntry
-    fit: Any = None     # runtime.hardware.FitVerdict | None
+    entry: Any          # runtime.models.library.ModelEntry
+    fit: Any = None     # runtime.models.hardware.FitVerdict | None
     fit_ctx: int = 0    # the context length the verdict was computed for
 
 
 def scan_library_rows() -> list[LibraryRow]:
     """Scan the library and judge each model's fit. Blocking: call it from a worker."""
-    from runtime.hardware import check_fit, default_fit_context
-    from runtime.library import scan_library
+    from runtime.models.hardware import check_fit, default_fit_context
+    from runtime.models.library import scan_library
 
     rows = []
     for entry in scan_library():
@@ -44,7 +44,7 @@ def scan_library_rows() -> list[LibraryRow]:
 
 
 def _cells(row: LibraryRow) -> list[str]:
-    from runtime.gguf_info import format_size, param_label
+    from runtime.models.gguf_info import format_size, param_label
 
     entry, info = row.entry, row.entry.info
     source = SOURCE_LABELS.get(entry.source, entry.source)

@@ -5,7 +5,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableView, QVBoxLayout, QWidget)
 
-from widgets.library_model import LibraryTableModel, scan_library_rows
+from widgets.models.library_model import LibraryTableModel, scan_library_rows
 from widgets.workers import Worker, error_text
 
 HUB_NOTE = ("Searching and downloading models from Hugging Face arrives in a later version. "

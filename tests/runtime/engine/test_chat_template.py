@@ -1,7 +1,7 @@
 """Chat templates: the model's own Jinja template, sandboxed, with clear errors."""
 import pytest
 
-from runtime.chat_template import render_chat
+from runtime.engine.templates import render_chat
 from runtime.errors import TemplateError
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -4,15 +4,19 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
+import psutil
 import pytest
 
-from runtime.chat_client import ChatClient
-from runtime.chat_types import LoadOptions, SamplingParams
-from runtime.engine_process import LocalEngine
+from runtime.engine.client import ChatClient
+from runtime.engine.types import LoadOptions, SamplingParams
+from runtime.engine.local import LocalEngine
 from runtime.errors import (
-    Cancelled, ContextOverflow, EngineCrashed, ModelFileError, RemoteServerError, UnsupportedArchitectureError,
+    Cancelled, ContextOverflow, EngineBuildMismatch, EngineCrashed, ModelFileError, RemoteServerError,
+    UnsupportedArchitectureError,
 )
+from runtime.models.hardware import default_gpu_layers, describe_placement
 from runtime.jobs import CancelToken
 import model_files
 
@@ -111,11 +115,128 @@ def test_killed_engine_raises_engine_crashed_and_reload_works(starter_model):
         reloaded.stop()
 
 
-def test_cancel_during_load(starter_model):
+def test_cancel_while_the_child_is_loading_kills_it(starter_model):
+    engine = LocalEngine(starter_model, LoadOptions(n_ctx=512, n_threads=2))
+    cancel = CancelToken()
+    seen: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        seen.append(event)
+        if event.get("event") == "loading":
+            assert psutil.pid_exists(engine.pid)  # the child is really there, loading
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        engine.start(cancel, on_event=on_event)
+    assert seen and seen[0]["event"] == "loading"
+    assert not engine.alive and engine.wait_exit(0)
+    assert not psutil.pid_exists(engine.pid) or psutil.Process(engine.pid).status() == psutil.STATUS_ZOMBIE
+    assert engine.port is None and engine.ready_info == {} and engine.placement == ""
+
+
+def test_an_already_cancelled_load_raises_cancelled(starter_model):
     cancel = CancelToken()
     cancel.cancel()
     with pytest.raises(Cancelled):
         LocalEngine(starter_model).start(cancel)
+
+
+# --- where the model runs -----------------------------------------------------------------------
+
+def test_the_ready_line_says_cpu_on_this_machine(engine):
+    assert engine.ready_info["placement"] == engine.placement == "CPU"
+    assert engine.ready_info["n_gpu_layers"] == 0 and engine.ready_info["gpu_devices"] == []
+    assert engine.options.n_gpu_layers is None  # the automatic choice
+
+
+def test_gpu_layers_asked_of_a_cpu_only_build_are_reported(starter_model):
+    with LocalEngine(starter_model, LoadOptions(n_ctx=512, n_threads=2, n_gpu_layers=8)) as engine:
+        assert engine.placement == "CPU (this llama.cpp build has no GPU backend; 8 GPU layers requested)"
+        assert engine.client().stream_chat([{"role": "user", "content": "Hi"}], GREEDY).text
+
+
+@pytest.mark.parametrize("free, needed, expected", [
+    ([8 << 30], 2 << 30, -1),               # a GPU with room: all layers
+    ([4 << 30, 4 << 30], 6 << 30, -1),      # split over two GPUs
+    ([1 << 30], 2 << 30, 0),                # too big for the GPU: CPU
+    ([], 2 << 30, 0),                       # no GPU backend: CPU
+])
+def test_default_gpu_layers(free, needed, expected):
+    assert default_gpu_layers(free, needed) == expected
+
+
+@pytest.mark.parametrize("n_gpu_layers, gpus, expected", [
+    (0, [], "CPU"),
+    (-1, [], "CPU (this llama.cpp build has no GPU backend; all GPU layers requested)"),
+    (-1, ["Metal"], "Metal: 33/33 layers"),
+    (999, ["CUDA0"], "CUDA0: 33/33 layers"),
+    (10, ["CUDA0", "CUDA1"], "CUDA0+CUDA1: 10/33 layers"),
+    (0, ["CUDA0"], "CPU"),
+])
+def test_describe_placement(n_gpu_layers, gpus, expected):
+    assert describe_placement(n_gpu_layers, 32, gpus) == expected
+
+
+# --- crashes: a build that does not match the CPU -----------------------------------------------
+
+@pytest.fixture
+def no_core_files():
+    """Crash tests kill engines with SIGILL: keep them from writing core files (children inherit this)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+
+
+@pytest.mark.parametrize("when", ["while_evaluating", "before_the_request"])
+def test_death_on_the_first_prompt_says_the_build_does_not_match_the_cpu(starter_model, no_core_files, when):
+    engine = LocalEngine(starter_model, LoadOptions(n_ctx=2048, n_threads=2))
+    engine.start()
+    try:
+        long_prompt = [{"role": "user", "content": "Tell me about lighthouses and the sea. " * 180}]
+        if when == "before_the_request":
+            os.kill(engine.pid, signal.SIGILL)
+        else:  # the prompt takes seconds to evaluate: kill the engine in the middle of it
+            threading.Timer(1.0, os.kill, args=(engine.pid, signal.SIGILL)).start()
+        started = time.monotonic()
+        with pytest.raises(EngineBuildMismatch) as info:
+            engine.client().stream_chat(long_prompt, GREEDY)
+        assert time.monotonic() - started < 30
+    finally:
+        engine.stop()
+    err = info.value
+    assert isinstance(err, EngineCrashed)
+    assert "SIGILL" in err.message and "illegal instruction" in err.message
+    assert "does not match this computer's CPU" in err.message and "first prompt" in err.message
+    assert "rm .venv/llama-build.stamp && bash scripts/setup.sh" in err.hint
+    assert "server address" not in err.user_text() and "No answer from" not in err.user_text()
+    assert err.facts["signal"] == "SIGILL" and "details" in err.facts
+
+
+def test_death_after_a_completed_reply_names_the_signal_only(starter_model, no_core_files):
+    engine = LocalEngine(starter_model, LoadOptions(n_ctx=512, n_threads=2))
+    engine.start()
+    try:
+        client = engine.client()
+        assert client.stream_chat([{"role": "user", "content": "Hi"}], GREEDY).text
+        assert engine.replies_completed == 1
+
+        def kill_on_first_text(_text, killed=[]):
+            if not killed:
+                killed.append(True)
+                os.kill(engine.pid, signal.SIGILL)
+
+        with pytest.raises(EngineCrashed) as info:
+            client.stream_chat([{"role": "user", "content": "Count to one hundred."}],
+                               SamplingParams(max_tokens=500), on_text=kill_on_first_text)
+    finally:
+        engine.stop()
+    err = info.value
+    assert not isinstance(err, EngineBuildMismatch)  # the build already ran this model here
+    assert "SIGILL" in err.message and "illegal instruction" in err.message
+    assert "Reload the model" in err.hint and "server address" not in err.user_text()
 
 
 @pytest.mark.parametrize("bad_file", ["not_gguf", "truncated", "garbage_header"])

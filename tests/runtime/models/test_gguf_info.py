@@ -8,7 +8,7 @@ import pytest
 from model_files import (TINY_PARAMS, write_garbage_header, write_huge_array_gguf, write_not_gguf,
                          write_truncated_copy, write_unknown_arch_gguf)
 from runtime.errors import ModelFileError
-from runtime.gguf_info import format_size, param_label, read_gguf_info
+from runtime.models.gguf_info import format_size, param_label, read_gguf_info
 
 
 def test_starter_model_metadata(starter_model):
@@ -149,7 +149,7 @@ def _reader_view(path):
 
 
 def _our_view(path):
-    from runtime.gguf_info import _ArrayInfo, _read_header
+    from runtime.models.gguf_info import _ArrayInfo, _read_header
 
     header = _read_header(path, path.stat().st_size)
     meta = {k: (v.length if isinstance(v, _ArrayInfo) else len(v) if isinstance(v, list) else v)

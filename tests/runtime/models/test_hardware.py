@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.gguf_info import read_gguf_info
-from runtime.hardware import (FitVerdict, available_ram, check_fit, estimate_model_memory, kv_cache_bytes,
+from runtime.models.gguf_info import read_gguf_info
+from runtime.models.hardware import (FitVerdict, available_ram, check_fit, estimate_model_memory, kv_cache_bytes,
                               total_ram)
 
 MiB, GiB = 1024**2, 1024**3

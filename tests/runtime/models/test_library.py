@@ -9,7 +9,7 @@ import pytest
 from model_files import write_not_gguf, write_unknown_arch_gguf
 from runtime import paths
 from runtime.errors import ModelFileError
-from runtime.library import resolve_model, scan_library, starter_model_path
+from runtime.models.library import resolve_model, scan_library, starter_model_path
 
 
 def _link_or_copy(target, link):

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from runtime import store as store_mod
-from runtime.chat_types import LoadOptions, ReplyStats, SamplingParams
+from runtime.store import conversations as store_mod
+from runtime.engine.types import LoadOptions, ReplyStats, SamplingParams
 from runtime.errors import StoreError, WorkbenchError
-from runtime.store import MIGRATIONS, ConversationStore
+from runtime.store.conversations import MIGRATIONS, ConversationStore
 
 
 @pytest.fixture

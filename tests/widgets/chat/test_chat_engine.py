@@ -81,7 +81,7 @@ def test_edit_and_resend_truncates_from_that_message(qtbot, loaded_chat_tab, sto
 
 def test_restart_restores_the_conversation(qtbot, starter_model, workbench_home):
     from app.main_window import MainWindow
-    from runtime.chat_types import LoadOptions
+    from runtime.engine.types import LoadOptions
 
     first = MainWindow()
     qtbot.addWidget(first)
@@ -142,22 +142,47 @@ def test_engine_killed_mid_reply_keeps_the_partial_reply(qtbot, loaded_chat_tab,
     assert tab.window().isVisible()
 
 
-def test_load_can_be_cancelled(qtbot, chat_tab, starter_model):
-    from runtime.chat_types import LoadOptions
+def test_load_can_be_cancelled_while_the_engine_starts(qtbot, chat_tab, starter_model):
+    """Cancel as soon as the engine is being started: the load ends cancelled, no engine is left."""
+    import psutil
 
-    chat_tab.load_local(str(starter_model), LoadOptions(n_ctx=2048, n_threads=2))
-    qtbot.waitUntil(lambda: chat_tab.session.loading, timeout=30_000)
-    chat_tab.busy.cancel_button.click()
-    qtbot.waitUntil(lambda: not chat_tab.session.loading, timeout=LOAD_TIMEOUT_MS)
-    # a cancel that came too late simply finishes the load; either way nothing is left half-done
-    assert chat_tab.session.ready or chat_tab.engine is None
+    from runtime.engine.types import LoadOptions
+
+    with qtbot.waitSignal(chat_tab.session.sig_load_cancelled, timeout=LOAD_TIMEOUT_MS):
+        chat_tab.load_local(str(starter_model), LoadOptions(n_ctx=2048, n_threads=2))
+        qtbot.waitUntil(lambda: chat_tab.session.loading, timeout=30_000)
+        chat_tab.busy.cancel_button.click()
+    qtbot.waitUntil(lambda: not chat_tab.session.loading, timeout=30_000)
+    assert chat_tab.engine is None and not chat_tab.session.ready
     assert not chat_tab.busy.isVisibleTo(chat_tab)
+    engines = [p for p in psutil.Process().children(recursive=True)
+               if "runtime.engine.server" in " ".join(p.cmdline())]
+    assert engines == []
+
+
+def test_engine_dying_on_its_first_prompt_names_the_build_mismatch(qtbot, loaded_chat_tab, store):
+    """SIGILL during the first prompt: the tab says the build does not fit this CPU and how to rebuild."""
+    tab = loaded_chat_tab
+    long_prompt = "Summarise this. " + "The miller counts sacks of flour by lamplight. " * 80
+    with qtbot.waitSignal(tab.sig_reply_finished, timeout=REPLY_TIMEOUT_MS):
+        assert tab.send(long_prompt)
+        qtbot.waitUntil(lambda: tab.session.generating, timeout=10_000)
+        os.kill(tab.engine.pid, signal.SIGILL)  # while the engine evaluates the prompt
+    qtbot.waitUntil(lambda: "does not match" in tab.banner.text(), timeout=30_000)
+    text = tab.banner.text()
+    assert "SIGILL" in text and "bash scripts/setup.sh" in text
+    assert "server address" not in text
+    assert tab.banner.action != "reload"
+    # the message is not lost: saved if the engine died while answering, else back in the input box
+    saved = [m.role for m in store.messages(tab.conversation_id)]
+    assert saved == ["user"] or (saved == [] and tab.input.toPlainText() == long_prompt.strip())
+    assert tab.window().isVisible()
 
 
 def test_remote_mode_against_a_real_openai_compatible_server(qtbot, chat_tab, starter_model, store):
     """The engine process is itself an OpenAI-compatible server: chat with it as a remote one."""
-    from runtime.chat_types import LoadOptions
-    from runtime.engine_process import LocalEngine
+    from runtime.engine.types import LoadOptions
+    from runtime.engine.local import LocalEngine
 
     server = LocalEngine(starter_model, LoadOptions(n_ctx=2048, n_threads=2))
     server.start()

@@ -8,8 +8,9 @@ from PySide6.QtCore import QUrl
 
 from model_files import write_not_gguf, write_truncated_copy, write_unknown_arch_gguf
 
-from runtime.chat_types import LoadOptions, ReplyStats, SamplingParams
-from widgets.chat_tab import DEFAULT_TITLE, ChatTab, title_from
+from runtime.engine.types import LoadOptions, ReplyStats, SamplingParams
+from runtime.chat.session import DEFAULT_TITLE
+from widgets.chat.tab import ChatTab
 
 
 def seed_conversation(store, title="Greetings", system_prompt="Be kind.", sampling=None):
@@ -53,6 +54,21 @@ def test_settings_are_saved_per_conversation(qtbot, chat_tab, store):
     chat_tab.open_conversation(conv_id)  # switching saves the pending edit first
     assert store.get_conversation(other).sampling.temperature == 0.1
     assert chat_tab.settings_panel.sampling.params().temperature == 1.3
+
+
+def test_context_policy_is_a_per_conversation_setting(qtbot, chat_tab, store):
+    panel = chat_tab.settings_panel
+    first = chat_tab.new_conversation()
+    assert panel.context_policy() == "drop_oldest"
+    panel.context_policy_box.setCurrentIndex(panel.context_policy_box.findData("stop"))
+    panel.flush()
+    assert store.get_conversation(first).context_policy == "stop"
+    second = chat_tab.new_conversation()  # a new chat starts with the settings on show
+    assert store.get_conversation(second).context_policy == "stop"
+    panel.context_policy_box.setCurrentIndex(panel.context_policy_box.findData("drop_oldest"))
+    chat_tab.open_conversation(first)  # switching saves the pending edit first
+    assert store.get_conversation(second).context_policy == "drop_oldest"
+    assert panel.context_policy() == "stop"
 
 
 def test_send_without_a_model_explains_and_saves_nothing(qtbot, chat_tab, store):
@@ -129,7 +145,7 @@ def test_unreachable_remote_server_shows_a_clear_error(qtbot, chat_tab):
 
 def test_too_big_model_asks_before_loading(qtbot, chat_tab, starter_model, monkeypatch):
     """A verdict of too_big asks first; answering no loads nothing."""
-    from runtime import hardware
+    from runtime.models import hardware
 
     asked = []
     monkeypatch.setattr(hardware, "available_ram", lambda: 1)  # this machine now has no free memory
@@ -141,17 +157,10 @@ def test_too_big_model_asks_before_loading(qtbot, chat_tab, starter_model, monke
     assert chat_tab.session.engine is None and not chat_tab.session.loading
 
 
-def test_title_from_first_message():
-    assert title_from("Short question?") == "Short question?"
-    assert title_from("first line\nsecond") == "first line"
-    long = title_from("x" * 100)
-    assert len(long) == 48 and long.endswith("…")
-
-
 def test_enter_sends_and_shift_enter_adds_a_line(qtbot):
     from PySide6.QtCore import Qt
 
-    from widgets.chat_input import ChatInput
+    from widgets.chat.input import ChatInput
 
     box = ChatInput()
     qtbot.addWidget(box)

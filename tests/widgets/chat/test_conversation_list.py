@@ -1,7 +1,7 @@
 """Conversation list: create, rename, delete (with confirmation), search."""
 from __future__ import annotations
 
-from widgets.conversation_list import ConversationList
+from widgets.chat.conversation_list import ConversationList
 
 
 def make_list(qtbot, store):

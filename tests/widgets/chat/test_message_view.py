@@ -6,9 +6,9 @@ import time
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QTextFormat
 
-from runtime.chat_types import ReplyStats
-from runtime.store import Message
-from widgets.message_view import MessageView
+from runtime.engine.types import ReplyStats
+from runtime.store.conversations import Message
+from widgets.chat.message_view import MessageView
 
 REPLY = """Here is how:
 

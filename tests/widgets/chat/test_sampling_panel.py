@@ -1,9 +1,9 @@
 """Sampling panel and per-conversation settings: values round-trip, edits are reported once."""
 from __future__ import annotations
 
-from runtime.chat_types import SamplingParams
-from widgets.conversation_settings import ConversationSettings
-from widgets.sampling_panel import SamplingPanel
+from runtime.engine.types import SamplingParams
+from widgets.chat.conversation_settings import ConversationSettings
+from widgets.chat.sampling_panel import SamplingPanel
 
 
 def test_round_trip(qtbot):
