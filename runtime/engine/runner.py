@@ -144,10 +144,21 @@ class LlamaRunner:
 
     # --- generation --------------------------------------------------------------------------
 
-    def _make_sampler(self, params: SamplingParams, prompt: list[int]):
+    def _make_sampler(self, params: SamplingParams, prompt: list[int], prefilter: bool = True):
+        """llama.cpp's sampler chain for ``params``, primed with the prompt's last tokens.
+
+        ``prefilter=False`` builds the plain chain (penalty over the whole vocabulary), for tests.
+        """
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         if params.repeat_penalty and params.repeat_penalty != 1.0:
+            kept = 1 if params.temperature <= 0 else params.top_k
+            if prefilter and kept > 0:
+                # The penalty scans every candidate (~0.15 ms per token over a 49k vocabulary, 2-3% of
+                # a small model's speed). At most PENALTY_LAST_N distinct tokens are penalized, so the
+                # `kept` best after the penalty are always among the PENALTY_LAST_N + kept best before
+                # it: keeping only those first gives exactly the same choice, much faster.
+                ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(PENALTY_LAST_N + kept))
             ll.llama_sampler_chain_add(
                 chain, ll.llama_sampler_init_penalties(self.n_vocab, PENALTY_LAST_N, params.repeat_penalty, 0.0, 0.0)
             )
