@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN context_policy TEXT NOT NULL DEFAULT 'drop_oldest'
         CHECK (context_policy IN ('drop_oldest', 'stop'));
     """,
+    # 3: a full-text index of message contents for search (trigrams: substrings, any case)
+    """
+    CREATE VIRTUAL TABLE message_search USING fts5(
+        content, content = 'messages', content_rowid = 'id', tokenize = 'trigram');
+    CREATE TRIGGER message_search_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, content) VALUES (new.id, new.content);
+    END;
+    CREATE TRIGGER message_search_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO message_search (message_search, rowid, content) VALUES ('delete', old.id, old.content);
+    END;
+    CREATE TRIGGER message_search_update AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO message_search (message_search, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO message_search (rowid, content) VALUES (new.id, new.content);
+    END;
+    INSERT INTO message_search (message_search) VALUES ('rebuild');
+    """,
 ]
+
+DEFAULT_BUSY_TIMEOUT_S = 10.0   # how long a write waits for another writer (per thread: set_busy_timeout)
+SEARCH_MIN_CHARS = 3            # the trigram index needs three characters; shorter searches scan
 
 BACKENDS = ("local", "remote")
 ROLES = ("system", "user", "assistant")
@@ -89,27 +109,29 @@ class Message:
 
 
 class ConversationStore:
-    """Conversations and messages in one SQLite file (default: ``paths.database_path()``)."""
+    """Conversations and messages in one SQLite file (default: ``paths.database_path()``).
 
-    def __init__(self, path: Path | str | None = None):
+    Each thread gets its own connection, so with the WAL journal a read on the UI thread never waits
+    for a write that a worker thread (or another process) has in progress. How long a *write* waits
+    for the database lock is set per thread: ``busy_timeout_s`` by default, shorter on the UI thread
+    (``set_busy_timeout``), where a busy database raises StoreError at once instead of freezing.
+    """
+
+    def __init__(self, path: Path | str | None = None, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
         self.path = Path(path) if path is not None else paths.database_path()
-        self._lock = threading.Lock()
+        self.busy_timeout_s = busy_timeout_s
+        self._lock = threading.Lock()         # guards the connection registry and _last_time
+        self._local = threading.local()       # .conn: this thread's _ThreadConnection
+        self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
+        self._closed = False
         self._last_time = 0.0
-        self._conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create the folder for the database {self.path}: {exc}",
                              path=self.path, hint="Check that the folder is writable.") from exc
         try:
-            self._conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                                         check_same_thread=False)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.create_function("workbench_fold", 1, _fold, deterministic=True)
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            self._migrate(self._connection())
         except sqlite3.Error as exc:
             self.close()
             raise self._error(exc) from exc
@@ -120,11 +142,12 @@ class ConversationStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection. Safe to call twice."""
+        """Close every connection. Safe to call twice."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._closed = True
+            connections = list(self._connections)
+        for holder in connections:
+            holder.close()
 
     def __enter__(self) -> "ConversationStore":
         return self
@@ -132,12 +155,43 @@ class ConversationStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long writes from *this thread* wait for a locked database before raising StoreError."""
+        self._local.busy_timeout_s = seconds
+        holder = getattr(self._local, "conn", None)
+        if holder is not None:
+            holder.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
     def schema_version(self) -> int:
         with self._tx() as db:
             return db.execute("PRAGMA user_version").fetchone()[0]
 
-    def _migrate(self) -> None:
-        db = self._conn
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use and closed when the thread ends."""
+        holder = getattr(self._local, "conn", None)
+        if holder is not None:
+            return holder.conn
+        if self._closed:
+            raise StoreError(f"The conversation store {self.path} is closed.", path=self.path)
+        timeout = getattr(self._local, "busy_timeout_s", self.busy_timeout_s)
+        # check_same_thread=False only so that close() may close it from another thread
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.create_function("workbench_fold", 1, _fold, deterministic=True)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error:
+            conn.close()
+            raise
+        holder = _ThreadConnection(conn)
+        with self._lock:
+            self._connections.add(holder)
+        self._local.conn = holder
+        return conn
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
         while True:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
@@ -162,24 +216,26 @@ class ConversationStore:
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction under the lock; sqlite errors come out as StoreError."""
-        with self._lock:
-            db = self._conn
-            if db is None:
-                raise StoreError(f"The conversation store {self.path} is closed.", path=self.path)
-            try:
-                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                yield db
-                db.execute("COMMIT")
-            except BaseException as exc:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                if isinstance(exc, sqlite3.Error):
-                    raise self._error(exc) from exc
-                raise
+        """One transaction on this thread's connection; sqlite errors come out as StoreError."""
+        try:
+            db = self._connection()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        if self._closed:
+            raise StoreError(f"The conversation store {self.path} is closed.", path=self.path)
+        try:
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from exc
+            raise
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
@@ -197,9 +253,10 @@ class ConversationStore:
         return StoreError(f"Database error in {self.path}: {text}", path=self.path, hint=hint)
 
     def _now(self) -> float:
-        """time.time(), nudged so that successive writes always get increasing times (call under lock)."""
-        self._last_time = max(time.time(), self._last_time + 1e-6)
-        return self._last_time
+        """time.time(), nudged so that successive writes always get increasing times."""
+        with self._lock:
+            self._last_time = max(time.time(), self._last_time + 1e-6)
+            return self._last_time
 
     def _touch(self, db: sqlite3.Connection, conversation_id: int) -> float:
         now = self._now()
@@ -213,20 +270,21 @@ class ConversationStore:
     def create_conversation(self, title: str = "New chat", backend: str = "local", model_ref: str = "",
                             remote_base_url: str = "", system_prompt: str = "",
                             sampling: SamplingParams | None = None,
-                            load: LoadOptions | None = None) -> Conversation:
+                            load: LoadOptions | None = None, context_policy: str = "drop_oldest") -> Conversation:
         """Insert a conversation with no messages and return it."""
         title = _check_title(title)
         _check_backend(backend)
+        _check_policy(context_policy)
         sampling = sampling or SamplingParams()
         load = load or LoadOptions()
         with self._tx(write=True) as db:
             now = self._now()
             cur = db.execute(
                 "INSERT INTO conversations (title, created_at, updated_at, backend, model_ref,"
-                " remote_base_url, system_prompt, sampling_json, load_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " remote_base_url, system_prompt, sampling_json, load_json, context_policy)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (title, now, now, backend, model_ref, remote_base_url, system_prompt,
-                 json.dumps(sampling.to_dict()), json.dumps(load.to_dict())))
+                 json.dumps(sampling.to_dict()), json.dumps(load.to_dict()), context_policy))
             row = db.execute("SELECT * FROM conversations WHERE id = ?", (cur.lastrowid,)).fetchone()
         return _conversation(row)
 
@@ -238,16 +296,27 @@ class ConversationStore:
         return _conversation(row)
 
     def list_conversations(self, search: str = "") -> list[Conversation]:
-        """Newest-updated first. ``search`` matches the title or any message, ignoring case."""
+        """Newest-updated first. ``search`` matches the title or any message, ignoring case.
+
+        The text is a plain substring (no search syntax). Messages are searched through the trigram
+        index (migration 3); a search shorter than three characters, which trigrams cannot serve,
+        scans the messages instead. Titles are few and short, so they are always scanned.
+        """
         search = search.strip().casefold()
         sql = "SELECT c.* FROM conversations c"
-        if search:  # instr, not LIKE: % and _ in the search text are plain characters
+        if len(search) >= SEARCH_MIN_CHARS:
+            sql += (" WHERE c.id IN (SELECT id FROM conversations WHERE instr(workbench_fold(title), :q)"
+                    " UNION SELECT conversation_id FROM messages WHERE id IN"
+                    " (SELECT rowid FROM message_search WHERE message_search MATCH :phrase))")
+        elif search:  # instr, not LIKE: % and _ in the search text are plain characters
             sql += (" WHERE instr(workbench_fold(c.title), :q)"
                     " OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
                     " AND instr(workbench_fold(m.content), :q))")
         sql += " ORDER BY c.updated_at DESC, c.id DESC"
+        # One FTS phrase: double quotes inside are doubled, so nothing in it is search syntax.
+        phrase = '"' + search.replace('"', '""') + '"'
         with self._tx() as db:
-            rows = db.execute(sql, {"q": search}).fetchall()
+            rows = db.execute(sql, {"q": search, "phrase": phrase}).fetchall()
         return [_conversation(r) for r in rows]
 
     def update_conversation(self, conversation_id: int, **fields) -> Conversation:
@@ -267,9 +336,7 @@ class ConversationStore:
             elif name == "load":
                 columns["load_json"] = json.dumps(value.to_dict())
             elif name == "context_policy":
-                if value not in CONTEXT_POLICIES:
-                    raise ValueError(f"Unknown context policy {value!r}; expected one of {', '.join(CONTEXT_POLICIES)}.")
-                columns["context_policy"] = value
+                columns["context_policy"] = _check_policy(value)
             else:
                 columns[name] = value
         with self._tx(write=True) as db:
@@ -362,6 +429,21 @@ class ConversationStore:
         return row
 
 
+class _ThreadConnection:
+    """One thread's connection, held by that thread's local storage and weakly by the store.
+
+    When the thread ends its local storage goes, and with it the last reference: the connection is
+    then closed by sqlite3's own clean-up. (An explicit close() in ``__del__`` crashed the process
+    when it ran during a QThread's teardown.)
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 def _unknown_conversation(conversation_id: int, path: Path) -> StoreError:
@@ -380,6 +462,12 @@ def _check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; expected 'local' or 'remote'.")
     return backend
+
+
+def _check_policy(policy: str) -> str:
+    if policy not in CONTEXT_POLICIES:
+        raise ValueError(f"Unknown context policy {policy!r}; expected one of {', '.join(CONTEXT_POLICIES)}.")
+    return policy
 
 
 def _fold(text: str | None) -> str | None:

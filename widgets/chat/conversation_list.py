@@ -1,15 +1,25 @@
 """Saved conversations: search box, list, New / Rename / Delete.
 
-Reads and writes through a ``runtime.store.conversations.ConversationStore``. The dialogs (rename, confirm delete)
-can be bypassed by passing the answer, which is how tests drive it.
+Reads and writes through a ``runtime.store.conversations.ConversationStore``. The dialogs (rename, confirm
+delete) can be bypassed by passing the answer, which is how tests drive it.
+
+The UI thread never waits on SQLite for long: a search runs once typing pauses (SEARCH_DELAY_MS), on a
+worker, through the store's full-text index, and an answer to a search the user has since changed is
+dropped; ``schedule_reload()`` folds several requests in one event-loop turn into one rebuild; and
+when the database is busy or broken the list says so under the search box and keeps what it showed
+(the store gives the UI thread a short lock timeout).
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLineEdit, QListWidget, QListWidgetItem,
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QMessageBox, QPushButton, QVBoxLayout, QWidget)
 
+from runtime.errors import StoreError
+from widgets.workers import Worker
+
 ID_ROLE = Qt.ItemDataRole.UserRole
+SEARCH_DELAY_MS = 250
 
 
 class ConversationList(QWidget):
@@ -25,7 +35,22 @@ class ConversationList(QWidget):
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search titles and messages")
         self.search.setClearButtonEnabled(True)
-        self.search.textChanged.connect(lambda _text: self.reload())
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self._start_search)
+        self._search_worker: Worker | None = None
+        self.search.textChanged.connect(lambda _text: self._search_timer.start())
+        self._reload_timer = QTimer(self)
+        self._reload_timer.setSingleShot(True)
+        self._reload_timer.setInterval(0)
+        self._reload_timer.timeout.connect(lambda: self.reload(self._pending_select))
+        self._pending_select: int | None = None
+        self.rebuilds = 0  # how many times the list was re-read (tests check that requests fold)
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #a33;")
+        self.problem.hide()
         self.list = QListWidget()
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -43,6 +68,7 @@ class ConversationList(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.search)
+        layout.addWidget(self.problem)
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
         self._quiet = False
@@ -54,9 +80,44 @@ class ConversationList(QWidget):
         """Re-read the list (with the current search), keeping or setting the selection.
 
         Never emits sig_selected: a search that hides the open conversation does not close it.
+        If the database cannot be read, the list stays as it was and says why.
         """
+        self._search_timer.stop()
+        self._reload_timer.stop()
+        self._pending_select = None
+        try:
+            conversations = self.store.list_conversations(self.search.text())
+        except StoreError as exc:
+            self.show_problem(exc)
+            return
+        self._show(conversations, select_id)
+
+    def _start_search(self) -> None:
+        """Run the search in the box on a worker; its answer is shown only if the box still says so."""
+        query, store = self.search.text(), self.store
+        if self._search_worker is not None and self._search_worker.running:
+            self._search_worker.cancel()  # its answer will be dropped: it no longer matches the box
+        worker = Worker(lambda job: store.list_conversations(query), name="conversation-search")
+        worker.sig_done.connect(lambda found: self._on_searched(query, found))
+        worker.sig_failed.connect(lambda error: self.show_problem(error) if isinstance(error, StoreError) else None)
+        self._search_worker = worker
+        worker.start()
+
+    def _on_searched(self, query: str, conversations: list) -> None:
+        if query == self.search.text() and not self._search_timer.isActive():
+            self._show(conversations)
+
+    def shutdown(self) -> None:
+        """Wait for a search still running (the window is closing)."""
+        self._search_timer.stop()
+        if self._search_worker is not None:
+            self._search_worker.wait()
+
+    def _show(self, conversations: list, select_id: int | None = None) -> None:
+        """Rebuild the list from ``conversations``, keeping or setting the selection."""
         keep = select_id if select_id is not None else self.current_id()
-        conversations = self.store.list_conversations(self.search.text())
+        self.rebuilds += 1
+        self.show_problem(None)
         self._quiet = True
         try:
             self.list.clear()
@@ -70,6 +131,25 @@ class ConversationList(QWidget):
         finally:
             self._quiet = False
         self._update_buttons()
+
+    def schedule_reload(self, select_id: int | None = None) -> None:
+        """Reload once control returns to the event loop; requests made meanwhile fold into one."""
+        if select_id is not None:
+            self._pending_select = select_id
+        self._reload_timer.start()
+
+    def flush(self) -> None:
+        """Run a pending search or scheduled reload now, on this thread (before reading the list)."""
+        if self._search_timer.isActive() or self._reload_timer.isActive():
+            self.reload(self._pending_select)
+
+    def show_problem(self, error: StoreError | None) -> None:
+        """Say under the search box why the list could not be read or changed (None: all is well)."""
+        if error is None:
+            self.problem.hide()
+            return
+        self.problem.setText(f"{error.message}\n{error.hint}" if error.hint else error.message)
+        self.problem.show()
 
     def ids(self) -> list[int]:
         """Conversation ids as listed (newest first, search applied)."""
@@ -86,8 +166,10 @@ class ConversationList(QWidget):
 
     def select(self, conversation_id: int | None) -> None:
         """Select a conversation by id (clearing the search if it hides it); emits sig_selected."""
+        self.flush()
         if conversation_id is not None and conversation_id not in self.ids() and self.search.text():
             self.search.clear()
+            self.reload()
         for i in range(self.list.count()):
             if self.list.item(i).data(ID_ROLE) == conversation_id:
                 self.list.setCurrentRow(i)
@@ -106,7 +188,11 @@ class ConversationList(QWidget):
                 return False
         if not title.strip():
             return False
-        self.store.rename(conv_id, title)
+        try:
+            self.store.rename(conv_id, title)
+        except StoreError as exc:
+            self.show_problem(exc)
+            return False
         self.reload(conv_id)
         return True
 
@@ -125,7 +211,11 @@ class ConversationList(QWidget):
         if not confirm:
             return False
         row = self.list.currentRow()
-        self.store.delete_conversation(conv_id)
+        try:
+            self.store.delete_conversation(conv_id)
+        except StoreError as exc:
+            self.show_problem(exc)
+            return False
         self._quiet = True
         try:
             self.list.takeItem(row)

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSplitter, QVBo
 
 from runtime.chat.session import DEFAULT_TITLE, ConversationSession
 from runtime.engine.types import LoadOptions
-from runtime.errors import EngineBuildMismatch
+from runtime.errors import EngineBuildMismatch, StoreError
 from widgets.common.banner import Banner
 from widgets.common.busy_bar import BusyBar
 from widgets.chat.input import ChatInput
@@ -36,6 +36,9 @@ from widgets.chat.model_picker import ModelPicker
 from widgets.workers import error_text
 
 
+UI_BUSY_TIMEOUT_S = 0.25  # a write from the UI thread waits this long for another writer, then says so
+
+
 class ChatTab(QWidget):
     """Chat with a local model or a remote server; conversations persist in the store."""
 
@@ -46,6 +49,7 @@ class ChatTab(QWidget):
     def __init__(self, store, parent: QWidget | None = None):
         super().__init__(parent)
         self.store = store
+        store.set_busy_timeout(UI_BUSY_TIMEOUT_S)  # this (UI) thread never waits long on the database
         self.session = ChatSession(self)
         self.loader = ModelLoader(self.session, self)
         self.conversation_id: int | None = None
@@ -209,13 +213,14 @@ class ChatTab(QWidget):
             return self.conversation_id or -1
         self.settings_panel.flush()
         system_prompt, sampling = self.settings_panel.values()
-        conv = self.store.create_conversation(
-            DEFAULT_TITLE, backend=self.session.backend or "local", model_ref=self.session.model_ref,
-            remote_base_url=self.session.remote_base_url, system_prompt=system_prompt, sampling=sampling,
-            load=self.session.load_options)
-        policy = self.settings_panel.context_policy()
-        if policy != conv.context_policy:
-            self.store.update_conversation(conv.id, context_policy=policy)
+        try:
+            conv = self.store.create_conversation(
+                DEFAULT_TITLE, backend=self.session.backend or "local", model_ref=self.session.model_ref,
+                remote_base_url=self.session.remote_base_url, system_prompt=system_prompt, sampling=sampling,
+                load=self.session.load_options, context_policy=self.settings_panel.context_policy())
+        except StoreError as exc:
+            self.banner.show_message(error_text(exc), "error")
+            return -1
         self.conversations.reload(conv.id)
         self.open_conversation(conv.id)
         return conv.id
@@ -264,8 +269,11 @@ class ChatTab(QWidget):
         if self.conversation_id is None:
             return
         system_prompt, sampling = self.settings_panel.values()
-        self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, sampling=sampling,
-                                       context_policy=self.settings_panel.context_policy())
+        try:
+            self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, sampling=sampling,
+                                           context_policy=self.settings_panel.context_policy())
+        except StoreError as exc:  # busy (another program writing) or broken: say so, never freeze
+            self.banner.show_message(f"The settings were not saved. {error_text(exc)}", "error")
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -278,8 +286,8 @@ class ChatTab(QWidget):
             self._explain_not_ready()
             return False
         self.settings_panel.flush()
-        if self.conversation_id is None:
-            self.new_conversation()
+        if self.conversation_id is None and self.new_conversation() < 0:
+            return False
         edit_id = self._edit_message_id
         self.cancel_edit()
         self.input.clear()
@@ -350,7 +358,7 @@ class ChatTab(QWidget):
         """Show the conversation as saved (the reply, or what was kept of it) and report the message."""
         self._sending = None
         self._show_messages()
-        self.conversations.reload()
+        self.conversations.schedule_reload()  # the turn retitled or reordered it: one rebuild per reply
         self._update_controls()
         self.sig_reply_finished.emit(message)
 
@@ -414,5 +422,6 @@ class ChatTab(QWidget):
     def shutdown(self) -> None:
         """Stop the reply (saving it), stop loading, join threads and end the engine process."""
         self.settings_panel.flush()
+        self.conversations.shutdown()
         self.loader.shutdown()
         self.session.shutdown()

@@ -228,6 +228,105 @@ def test_search_non_ascii_ignores_case(store):
     assert [x.id for x in store.list_conversations("привет")] == [other.id]
 
 
+def test_message_search_goes_through_the_index_and_follows_edits_and_deletes(store, db_path):
+    conv = store.create_conversation("Chat")
+    msg = store.add_message(conv.id, "user", "Tell me about Ärger with the naïve café owner")
+    other = store.create_conversation("Other")
+    store.add_message(other.id, "user", "nothing relevant")
+    assert [x.id for x in store.list_conversations("ärger")] == [conv.id]
+    assert [x.id for x in store.list_conversations("NAÏVE CAF")] == [conv.id]
+    assert [x.id for x in store.list_conversations("bout ärg")] == [conv.id]  # inside words too
+    plan = " ".join(r[-1] for r in store._connection().execute(
+        "EXPLAIN QUERY PLAN " + "SELECT rowid FROM message_search WHERE message_search MATCH '\"aerg\"'"))
+    assert "VIRTUAL TABLE INDEX" in plan
+    store.update_message(msg.id, content="now about gardening")
+    assert store.list_conversations("ärger") == []
+    assert [x.id for x in store.list_conversations("gardening")] == [conv.id]
+    store.delete_messages_from(conv.id, 0)
+    assert store.list_conversations("gardening") == []
+    store.add_message(other.id, "assistant", "gardening tips")
+    store.delete_conversation(other.id)  # messages go by cascade; the index follows
+    assert store.list_conversations("gardening") == []
+    indexed = sqlite3.connect(db_path).execute("SELECT count(*) FROM message_search").fetchone()[0]
+    assert indexed == 0
+
+
+@pytest.mark.parametrize("text", ['"', '""', 'a OR b', "NEAR(x y)", "x*", "col:val", "'; DROP TABLE messages; --",
+                                  "^start", "(unbalanced", "-minus", "AND"])
+def test_search_text_is_never_search_syntax(store, text):
+    hit = store.create_conversation("Chat")
+    store.add_message(hit.id, "user", f"before {text} after")
+    store.create_conversation("Miss")
+    assert [x.id for x in store.list_conversations(text)] == [hit.id]
+
+
+def test_an_old_database_is_indexed_on_upgrade(db_path, monkeypatch):
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:2])
+    with ConversationStore(db_path) as old:
+        conv = old.create_conversation("Old chat")
+        old.add_message(conv.id, "user", "a message written before the index existed")
+        assert old.schema_version() == 2
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    with ConversationStore(db_path) as new:
+        assert new.schema_version() == len(MIGRATIONS)
+        assert [x.id for x in new.list_conversations("before the index")] == [conv.id]
+
+
+def _hold_write_lock(db_path):
+    """Another program writing: a second connection holding the database's write lock."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('x', 0, 0)")
+    return other
+
+
+def test_a_locked_database_fails_fast_on_a_short_timeout_thread_and_reads_go_on(store, db_path):
+    import time
+
+    conv = store.create_conversation("Mine")
+    store.add_message(conv.id, "user", "hello there")
+    store.set_busy_timeout(0.2)
+    other = _hold_write_lock(db_path)
+    try:
+        started = time.perf_counter()
+        assert [x.id for x in store.list_conversations("hello")] == [conv.id]  # WAL: reads do not wait
+        with pytest.raises(StoreError) as info:
+            store.rename(conv.id, "Renamed")
+        assert time.perf_counter() - started < 2.0
+        assert "using the database" in info.value.hint
+    finally:
+        other.rollback()
+        other.close()
+    assert store.rename(conv.id, "Renamed").title == "Renamed"
+
+
+def test_a_worker_waiting_for_the_lock_does_not_hold_up_other_threads(store, db_path):
+    """A write on one thread waits for the lock; meanwhile another thread reads at once."""
+    import time
+
+    conv = store.create_conversation("Mine")
+    other = _hold_write_lock(db_path)
+    done = threading.Event()
+
+    def slow_write():
+        store.add_message(conv.id, "user", "written once the lock is free")
+        done.set()
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    try:
+        time.sleep(0.3)  # the writer is now waiting for the lock (its timeout is the default 10 s)
+        started = time.perf_counter()
+        assert [x.id for x in store.list_conversations()] == [conv.id]
+        assert time.perf_counter() - started < 0.5
+        assert not done.is_set()
+    finally:
+        other.rollback()
+        other.close()
+    writer.join(timeout=10)
+    assert done.is_set() and store.messages(conv.id)[0].content == "written once the lock is free"
+
+
 # -- messages -------------------------------------------------------------------------------------
 
 def test_messages_are_ordered_with_positions(store):
@@ -312,3 +411,22 @@ def test_concurrent_writers(store):
     for k in range(n_threads):  # each thread's own messages stay in its order
         mine = [m.content for m in listed if m.content.startswith(f"t{k}-")]
         assert mine == [f"t{k}-{i}" for i in range(per_thread)]
+
+
+def test_each_thread_has_its_own_connection_closed_when_the_thread_ends(store):
+    import gc
+
+    conv = store.create_conversation("Shared")
+    seen = []
+
+    def work():
+        seen.append(id(store._connection()))
+        store.add_message(conv.id, "user", "from a thread")
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for t in threads:
+        t.start()
+        t.join()
+    gc.collect()
+    assert len(store.messages(conv.id)) == 12
+    assert len(store._connections) == 1  # only this thread's remains open

@@ -173,3 +173,28 @@ def test_enter_sends_and_shift_enter_adds_a_line(qtbot):
     qtbot.keyClick(box, Qt.Key.Key_Return)
     qtbot.keyClick(box, Qt.Key.Key_Enter, Qt.KeyboardModifier.ControlModifier)
     assert submitted == ["line one\nline two"] * 2
+
+
+def test_a_locked_database_does_not_freeze_the_chat_tab(qtbot, chat_tab, store):
+    """Another program holds the database's write lock: saving fails fast with a message, reading goes on."""
+    import sqlite3
+    import time
+
+    conv_id = chat_tab.new_conversation()
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO conversations (title, created_at, updated_at) VALUES ('x', 0, 0)")
+    try:
+        started = time.perf_counter()
+        chat_tab.settings_panel.system_prompt.setPlainText("Be brief.")
+        chat_tab.settings_panel.flush()
+        assert "settings were not saved" in chat_tab.banner.text()
+        assert chat_tab.new_conversation() == -1 and chat_tab.conversation_id == conv_id
+        chat_tab.open_conversation(conv_id)  # reading still works
+        assert time.perf_counter() - started < 2.0
+    finally:
+        other.rollback()
+        other.close()
+    chat_tab.settings_panel.system_prompt.setPlainText("Be brief now.")
+    chat_tab.settings_panel.flush()
+    assert store.get_conversation(conv_id).system_prompt == "Be brief now."
