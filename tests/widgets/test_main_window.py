@@ -39,7 +39,7 @@ def test_background_work_fills_library_and_version(qtbot, window, starter_model)
     assert model.rowCount() == len(rows)
     cells = [model.index(0, c).data() for c in range(model.columnCount())]
     assert cells[:6] == ["SmolLM2-135M-Instruct.Q4_1", "Starter model", "llama", "135M", "Q4_1", "8,192"]
-    assert cells[7] in ("Fits", "Tight", "Too big")
+    assert cells[7] == "Fits"  # 94 MiB with a 4k context on a machine with gigabytes free
     assert window.chat_tab.picker.local.current_path() == str(starter_model)
     qtbot.waitUntil(lambda: "llama-cpp-python" in window.version_label.text(), timeout=30_000)
 
