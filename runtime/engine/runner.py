@@ -178,6 +178,14 @@ class LlamaRunner:
             ll.llama_sampler_accept(chain, token)
         return chain
 
+    def _argmax_picker(self) -> Callable[[], int]:
+        """Greedy choice straight from the logits: the same token as llama.cpp's greedy sampler (the
+        first highest logit) in ~20 us instead of ~60-150 us, as no 49k-entry candidate array is built."""
+        import numpy as np
+
+        get_logits, ctx, shape, as_array = self._ll.llama_get_logits_ith, self.ctx, (self.n_vocab,), np.ctypeslib.as_array
+        return lambda: int(as_array(get_logits(ctx, -1), shape=shape).argmax())
+
     def _decode(self, tokens: list[int]) -> None:
         arr = (self._ll.llama_token * len(tokens))(*tokens)
         rc = self._ll.llama_decode(self.ctx, self._ll.llama_batch_get_one(arr, len(tokens)))
@@ -236,11 +244,12 @@ class LlamaRunner:
         sampler = self._make_sampler(params, prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         one, piece, vocab, ctx = self._one, self._piece, self.vocab, self.ctx
+        pick = self._argmax_picker() if _plain_greedy(params) else (lambda: ll.llama_sampler_sample(sampler, ctx, -1))
         budget = min(params.max_tokens if params.max_tokens > 0 else self.n_ctx, self.n_ctx - len(prompt))
         stats.finish_reason = "length"
         try:
             for remaining in range(budget - 1, -1, -1):
-                token = ll.llama_sampler_sample(sampler, ctx, -1)
+                token = pick()
                 if ll.llama_vocab_is_eog(vocab, token) and not ignore_eos:
                     stats.finish_reason = "stop"
                     break
@@ -273,6 +282,11 @@ class LlamaRunner:
         if getattr(self, "model", None):
             self._ll.llama_model_free(self.model)
             self.model = None
+
+
+def _plain_greedy(params: SamplingParams) -> bool:
+    """Greedy with no repeat penalty: the choice is the highest logit, nothing else."""
+    return params.temperature <= 0 and params.repeat_penalty in (0, 1.0)
 
 
 class _Stopped(Exception):

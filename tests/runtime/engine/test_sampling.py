@@ -48,3 +48,23 @@ def test_prefilter_gives_the_same_tokens_as_the_plain_chain(runner, params):
     assert fast == plain
     unpenalized = _choices(runner, SamplingParams(**{**params.to_dict(), "repeat_penalty": 1.0}), False, text)
     assert unpenalized != plain, "the penalty should matter for this prompt, or the test proves nothing"
+
+
+def test_greedy_from_the_logits_picks_what_llama_cpp_greedy_picks(runner):
+    from runtime.engine.runner import _plain_greedy
+
+    params = SamplingParams(temperature=0, repeat_penalty=1.0)
+    assert _plain_greedy(params) and not _plain_greedy(SamplingParams(temperature=0, repeat_penalty=1.1))
+    ll = runner._ll
+    runner.reset_cache()
+    prompt = runner.tokenize(runner.render([{"role": "user", "content": "Name three rivers."}]))
+    runner._evaluate_prompt(prompt, lambda: False)
+    sampler = runner._make_sampler(params, prompt)
+    pick = runner._argmax_picker()
+    try:
+        for _ in range(STEPS):
+            token = pick()
+            assert token == ll.llama_sampler_sample(sampler, runner.ctx, -1)
+            runner._decode([token])
+    finally:
+        ll.llama_sampler_free(sampler)
