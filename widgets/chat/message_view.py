@@ -35,6 +35,7 @@ class MessageView(QTextBrowser):
         self._stream_start = 0
         self._stream_header_pos = 0
         self._stream_parts: list[str] = []
+        self._pending_link: QTextCursor | None = None  # after "You" of a user message not saved yet
         self.editable_ids: set[int] = set()
 
     # -- whole messages ---------------------------------------------------------------------------
@@ -47,6 +48,7 @@ class MessageView(QTextBrowser):
         """
         self._stream_cursor = None
         self._stream_parts = []
+        self._pending_link = None
         self.editable_ids = set()
         self.clear()
         for index, message in enumerate(messages):
@@ -75,10 +77,23 @@ class MessageView(QTextBrowser):
         with self._kept_at_bottom():
             cursor = self._end_cursor()
             self._insert_header(cursor, message.role, message.id)
+            if message.role == "user" and message.id is None:
+                # A cursor at the start of the header line: later insertions all come after it, so it
+                # stays put (one at the line's end would be pushed along by the body inserted there).
+                self._pending_link = QTextCursor(cursor)
+                self._pending_link.movePosition(QTextCursor.MoveOperation.StartOfBlock)
             self._insert_body(cursor, message.role, message.content)
             self._insert_stats(cursor, message)
         if message.role == "user" and message.id is not None:
             self.editable_ids.add(message.id)
+
+    def set_pending_user_id(self, message_id: int) -> None:
+        """Give the user message shown before it was saved (id None) its id: its "edit" link appears."""
+        cursor, self._pending_link = self._pending_link, None
+        if cursor is not None:
+            cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock)  # after "You"
+            self._insert_edit_link(cursor, message_id)
+            self.editable_ids.add(message_id)
 
     # -- streaming --------------------------------------------------------------------------------
 
@@ -150,13 +165,17 @@ class MessageView(QTextBrowser):
         label.setForeground(QColor(ROLE_COLOURS.get(role, "#000000")))
         cursor.insertText(ROLE_LABELS.get(role, role.title()), label)
         if role == "user" and message_id is not None:
-            link = QTextCharFormat()
-            link.setAnchor(True)
-            link.setAnchorHref(f"{EDIT_SCHEME}:{message_id}")
-            link.setForeground(QColor("#757575"))
-            link.setFontUnderline(True)
-            cursor.insertText("   ", QTextCharFormat())
-            cursor.insertText("edit", link)
+            self._insert_edit_link(cursor, message_id)
+
+    @staticmethod
+    def _insert_edit_link(cursor: QTextCursor, message_id: int) -> None:
+        link = QTextCharFormat()
+        link.setAnchor(True)
+        link.setAnchorHref(f"{EDIT_SCHEME}:{message_id}")
+        link.setForeground(QColor("#757575"))
+        link.setFontUnderline(True)
+        cursor.insertText("   ", QTextCharFormat())
+        cursor.insertText("edit", link)
 
     @staticmethod
     def _insert_body(cursor: QTextCursor, role: str, content: str) -> None:

@@ -54,6 +54,7 @@ class ChatTab(QWidget):
         self.loader = ModelLoader(self.session, self)
         self.conversation_id: int | None = None
         self.chat: ConversationSession | None = None
+        self._shown_forgotten = 0  # the "beyond the model's memory" note the view shows
         self._edit_message_id: int | None = None
         self._sending: tuple[str, int | None] | None = None  # (text, edited message id) of the turn running
         self._build()
@@ -254,7 +255,8 @@ class ChatTab(QWidget):
             return
         if messages is None:
             messages = self.store.messages(self.conversation_id)
-        self.view.set_messages(messages, forgotten=self.chat.dropped if self.chat else 0)
+        self._shown_forgotten = self.chat.dropped if self.chat else 0
+        self.view.set_messages(messages, forgotten=self._shown_forgotten)
 
     def _on_conversation_selected(self, conversation_id) -> None:
         if conversation_id != self.conversation_id:
@@ -354,16 +356,29 @@ class ChatTab(QWidget):
         self.banner.dismiss()
         self.view.begin_stream()
 
-    def _finish_reply(self, message) -> None:
-        """Show the conversation as saved (the reply, or what was kept of it) and report the message."""
+    def _finish_reply(self, message, redraw: bool = True) -> None:
+        """Show the conversation as saved (the reply, or what was kept of it) and report the message.
+
+        ``redraw=False``: the view already shows it (the streamed reply was rendered in place).
+        """
         self._sending = None
-        self._show_messages()
+        if redraw:
+            self._show_messages()
         self.conversations.schedule_reload()  # the turn retitled or reordered it: one rebuild per reply
         self._update_controls()
         self.sig_reply_finished.emit(message)
 
     def _on_reply_done(self, turn) -> None:
-        self._finish_reply(turn.reply if turn is not None else None)
+        if turn is None or turn.dropped != self._shown_forgotten:
+            # stopped before anything was saved, or the note on forgotten messages moved: redraw
+            self._finish_reply(turn.reply if turn is not None else None)
+            return
+        # The usual case: render the reply in place, costing the reply only, not the whole transcript
+        # (a redraw of 100 messages takes ~100 ms on the UI thread).
+        self.view.end_stream(turn.reply)
+        if turn.user is not None:
+            self.view.set_pending_user_id(turn.user.id)
+        self._finish_reply(turn.reply, redraw=False)
 
     def _on_reply_failed(self, error) -> None:
         sending = self._sending

@@ -36,6 +36,25 @@ def test_streams_a_real_reply_and_saves_it(qtbot, loaded_chat_tab, store):
     assert tab.send_button.isEnabled() and not tab.stop_button.isEnabled()
 
 
+def test_a_finished_reply_is_rendered_in_place_like_a_reopened_conversation(qtbot, loaded_chat_tab, store):
+    """The reply is rendered where it streamed (no redraw of the whole transcript), and the result is
+    what opening the conversation afresh shows, the user message's edit link included."""
+    from widgets.chat.message_view import MessageView
+
+    tab = loaded_chat_tab
+    reply(qtbot, tab, "Say hi.")
+    redraws = []
+    tab.view.set_messages = lambda *a, **k: (redraws.append(a), MessageView.set_messages(tab.view, *a, **k))
+    reply(qtbot, tab, "Say bye.")
+    assert redraws == []
+    saved = store.messages(tab.conversation_id)
+    fresh = MessageView()
+    qtbot.addWidget(fresh)
+    fresh.set_messages(saved)
+    assert tab.view.toPlainText() == fresh.toPlainText()
+    assert tab.view.editable_ids == {m.id for m in saved if m.role == "user"}
+
+
 def test_stop_keeps_and_saves_the_partial_reply(qtbot, loaded_chat_tab, store):
     tab = loaded_chat_tab
     tab.settings_panel.sampling.max_tokens.setValue(1500)
