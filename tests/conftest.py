@@ -4,6 +4,20 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_core_dumps():
+    """Tests kill engine children with SIGILL/SIGSEGV on purpose: let no core file land in the repo."""
+    try:
+        import resource
+    except ImportError:  # Windows: no core files to speak of
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # children inherit it
+    yield
+    resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+
+
 @pytest.fixture(autouse=True)
 def workbench_home(tmp_path_factory, monkeypatch):
     """Point the app's folders and the Hugging Face cache at fresh temporary folders; stay offline."""
