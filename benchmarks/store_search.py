@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.store.conversations import ConversationStore  # noqa: E402
+from runtime.store.conversations import ConversationStore, _conversation  # noqa: E402
 
 WORDS = ("model quantization memory context token llama python garden recipe travel music science "
          "history answer question explain example small large fast slow better worse window paper").split()
@@ -65,9 +65,13 @@ def main() -> None:
         print(f"{'search':>12} {'index':>10} {'scan':>10} {'matches':>8}")
         for query in ("zebra", "quantization", "no such words"):
             index_s = timed(lambda: store.list_conversations(query))
-            scan_s = timed(lambda: db.execute(SCAN, {"q": query}).fetchall())
+            # both columns build Conversation objects, as list_conversations does
+            scan_s = timed(lambda: [_conversation(r) for r in db.execute(SCAN, {"q": query})])
             found = len(store.list_conversations(query))
             print(f"{query:>12} {index_s * 1000:8.1f} ms {scan_s * 1000:8.1f} ms {found:8d}")
+        everything_s = timed(lambda: store.list_conversations(""))
+        print(f"no search (the plain list): {everything_s * 1000:.1f} ms for "
+              f"{len(store.list_conversations(''))} conversations")
 
 
 if __name__ == "__main__":

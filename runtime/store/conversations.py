@@ -1,8 +1,15 @@
 """Saved chat conversations, in SQLite. Qt-free; safe to use from several threads.
 
-One connection (``check_same_thread=False``) guarded by a lock; WAL journal; foreign keys on.
-The schema grows through ``MIGRATIONS``, an append-only list of SQL scripts; the number applied is
-kept in ``PRAGMA user_version``. API keys never go in this database.
+One connection per thread; WAL journal (reads never wait for a writer); foreign keys on. The
+schema grows through ``MIGRATIONS``, an append-only list of SQL scripts; the number applied is kept in
+``PRAGMA user_version``. API keys never go in this database.
+
+Search is a plain, case-insensitive substring match (no search syntax). Message text goes through an
+FTS5 index with the trigram tokenizer (migration 3, kept in step by triggers), so part of a word is
+found; it folds case the Unicode "simple" way (Ä/ä, Ω/ω, Я/я) and keeps diacritics significant
+(naïve is not naive), but does not fold ß to ss. Searches shorter than three characters, and titles,
+are scanned with Python's casefold. FTS5 ships with CPython's SQLite on Linux, macOS and Windows;
+a build without it fails to open the store with a StoreError saying so.
 """
 from __future__ import annotations
 
@@ -244,6 +251,8 @@ class ConversationStore:
             hint = f"The database file is damaged. Move {self.path} aside and restart to begin afresh."
         elif "full" in low:
             hint = "The disk is full. Free some space and try again."
+        elif "no such module: fts5" in low:
+            hint = "This Python's SQLite lacks FTS5, which conversation search needs; use a standard Python build."
         elif "locked" in low or "busy" in low:
             hint = "Another program (or a second copy of the app) is using the database. Close it and retry."
         elif "readonly" in low or "unable to open" in low or "disk i/o" in low:
@@ -302,9 +311,10 @@ class ConversationStore:
         index (migration 3); a search shorter than three characters, which trigrams cannot serve,
         scans the messages instead. Titles are few and short, so they are always scanned.
         """
-        search = search.strip().casefold()
+        raw = search.strip()
+        search = raw.casefold()
         sql = "SELECT c.* FROM conversations c"
-        if len(search) >= SEARCH_MIN_CHARS:
+        if len(raw) >= SEARCH_MIN_CHARS:
             sql += (" WHERE c.id IN (SELECT id FROM conversations WHERE instr(workbench_fold(title), :q)"
                     " UNION SELECT conversation_id FROM messages WHERE id IN"
                     " (SELECT rowid FROM message_search WHERE message_search MATCH :phrase))")
@@ -313,8 +323,9 @@ class ConversationStore:
                     " OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id"
                     " AND instr(workbench_fold(m.content), :q))")
         sql += " ORDER BY c.updated_at DESC, c.id DESC"
-        # One FTS phrase: double quotes inside are doubled, so nothing in it is search syntax.
-        phrase = '"' + search.replace('"', '""') + '"'
+        # One FTS phrase: double quotes inside are doubled, so nothing in it is search syntax. The
+        # tokenizer folds case itself; casefold() would turn "Straße" into "strasse" and miss it.
+        phrase = '"' + raw.replace('"', '""') + '"'
         with self._tx() as db:
             rows = db.execute(sql, {"q": search, "phrase": phrase}).fetchall()
         return [_conversation(r) for r in rows]

@@ -228,6 +228,17 @@ def test_search_non_ascii_ignores_case(store):
     assert [x.id for x in store.list_conversations("привет")] == [other.id]
 
 
+def test_message_search_folds_case_simply_and_keeps_diacritics(store):
+    """The trigram index folds case (Ä/ä) but not ß to ss, and naïve is not naive (documented)."""
+    conv = store.create_conversation("Chat")
+    store.add_message(conv.id, "user", "Die Straße ist NAÏVE")
+    assert [x.id for x in store.list_conversations("STRAßE")] == [conv.id]
+    assert [x.id for x in store.list_conversations("straße")] == [conv.id]
+    assert [x.id for x in store.list_conversations("naïve")] == [conv.id]
+    assert store.list_conversations("naive") == []
+    assert store.list_conversations("strasse") == []
+
+
 def test_message_search_goes_through_the_index_and_follows_edits_and_deletes(store, db_path):
     conv = store.create_conversation("Chat")
     msg = store.add_message(conv.id, "user", "Tell me about Ärger with the naïve café owner")
