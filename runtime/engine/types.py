@@ -1,6 +1,7 @@
 """Plain data shared by the chat engine, its clients, the store, the CLI and the GUI."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import TypeVar
@@ -35,6 +36,7 @@ class SamplingParams(Record):
     seed: int | None = None
 
 
+@functools.lru_cache(maxsize=1)
 def default_threads() -> int:
     """Physical cores are what llama.cpp scales with; leave none idle, oversubscribe none."""
     try:
