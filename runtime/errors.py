@@ -119,6 +119,13 @@ class TemplateError(WorkbenchError, ValueError):
     default_hint = "This model's chat template is broken or unsupported; try another model or a plain prompt."
 
 
+class BadRequest(WorkbenchError, ValueError):
+    """A request a server refused as sent: a missing field, a value out of range, a body too big."""
+    kind = "bad_request"  # not "invalid_request_error": from other servers, that stays a RemoteServerError
+
+    default_hint = "Change the value the message names and try again."
+
+
 class StoreError(WorkbenchError, OSError):
     """The app's database could not be read or written."""
     kind = "store"

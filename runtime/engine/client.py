@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 from runtime.engine.types import ChatReply, ReplyStats, SamplingParams
-from runtime.errors import EngineError, RemoteServerError, WorkbenchError, from_payload
+from runtime.errors import Cancelled, EngineError, RemoteServerError, WorkbenchError, from_payload
 from runtime.jobs import CancelToken
 
 if TYPE_CHECKING:
     from runtime.engine.local import LocalEngine
 
 
+MAX_EVENT_BYTES = 8 << 20     # one Server-Sent Event line; no reply piece comes near this
+MAX_JSON_BYTES = 32 << 20     # a whole JSON answer (model lists, errors, token counts)
 ESTIMATE_BYTES_PER_TOKEN = 3   # English runs ~4 bytes a token, code ~3, CJK ~3 (one per character)
 ESTIMATE_TOKENS_PER_MESSAGE = 8  # the template's role markers around each message
 
@@ -68,24 +70,43 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _request(self, method: str, path: str, body: dict | None = None):
+    def _request(self, method: str, path: str, body: dict | None = None, cancel: CancelToken | None = None):
         """Send a request; return (connection, response, socket) for a 2xx answer, raise otherwise.
 
-        The socket is returned because http.client lets go of it once a "Connection: close"
-        response starts, and Stop needs it to hang up.
+        With ``cancel``, cancelling hangs up at once once connected, whether the server is still
+        preparing its answer or already streaming it (raises Cancelled before the answer starts); the
+        caller removes the connection's ``_workbench_hang_up`` from ``cancel`` when done. The socket is returned because http.client lets go of it
+        once a "Connection: close" response starts, and Stop needs it to hang up.
         """
         conn = self._connect()
+        hang_up = None
         try:
-            conn.request(method, self._parts.path + path, body=json.dumps(body) if body is not None else None,
-                         headers=self._headers())
+            conn.connect()
             sock = conn.sock
             sock.settimeout(self.read_timeout_s)
+            if cancel is not None:
+                def hang_up():
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+                conn._workbench_hang_up = hang_up
+                cancel.add_callback(hang_up)  # runs at once when already cancelled
+            conn.request(method, self._parts.path + path, body=json.dumps(body) if body is not None else None,
+                         headers=self._headers())
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
+            if hang_up is not None:
+                cancel.remove_callback(hang_up)
             conn.close()
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled() from None
             raise self._unreachable(exc) from exc
         if response.status >= 300:
-            payload = response.read()
+            payload = _read_bounded(response)
+            if hang_up is not None:
+                cancel.remove_callback(hang_up)
             conn.close()
             raise self._http_error(response.status, payload)
         return conn, response, sock
@@ -122,7 +143,7 @@ class ChatClient:
     def list_models(self) -> list[str]:
         conn, response, _ = self._request("GET", "/models")
         try:
-            data = json.loads(response.read() or b"{}")
+            data = json.loads(_read_bounded(response) or b"{}")
         except ValueError as exc:
             raise RemoteServerError(f"{self.base_url} is not an OpenAI-compatible server (bad /models answer).") from exc
         finally:
@@ -156,7 +177,7 @@ class ChatClient:
     def _count(self, messages: list[dict]) -> dict:
         conn, response, _ = self._request("POST", "/count_tokens", {"messages": messages})
         try:
-            return json.loads(response.read() or b"{}")
+            return json.loads(_read_bounded(response) or b"{}")
         except ValueError as exc:
             raise EngineError("The model engine sent a bad token count.") from exc
         finally:
@@ -166,7 +187,7 @@ class ChatClient:
         try:
             conn, response, _ = self._request("GET", "/models")
             try:
-                data = json.loads(response.read() or b"{}")
+                data = json.loads(_read_bounded(response) or b"{}")
             finally:
                 conn.close()
             models = [m for m in data.get("data", []) if isinstance(m, dict)]
@@ -189,21 +210,17 @@ class ChatClient:
         body = {"model": self.model or "default", "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True},
                 "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
-                "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
-                "max_tokens": params.max_tokens}
+                "min_p": params.min_p, "repeat_penalty": params.repeat_penalty}
+        if params.max_tokens > 0 or self.engine is not None:
+            body["max_tokens"] = params.max_tokens  # -1 (up to the context) only where it is understood
         if params.seed is not None:
             body["seed"] = params.seed
         body.update(extra or {})
         started = time.perf_counter()
-        conn, response, sock = self._request("POST", "/chat/completions", body)
-
-        def hang_up():
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-        cancel.add_callback(hang_up)
+        try:
+            conn, response, _ = self._request("POST", "/chat/completions", body, cancel)
+        except Cancelled:
+            return ChatReply("", ReplyStats(finish_reason="cancelled", total_s=time.perf_counter() - started))
         pieces: list[str] = []
         stats = ReplyStats()
         first_at = last_at = 0.0
@@ -212,25 +229,32 @@ class ChatClient:
         try:
             while not done:
                 try:
-                    line = response.readline()
+                    line = response.readline(MAX_EVENT_BYTES + 1)
                 except (OSError, http.client.HTTPException):
                     line = b""
                 if not line:
                     break
+                if len(line) > MAX_EVENT_BYTES:
+                    raise self._oversized_event()
                 if not line.startswith(b"data:"):
                     continue
                 data = line[5:].strip()
                 if data == b"[DONE]":
                     done = True
                     break
-                event = json.loads(data)
+                try:
+                    event = json.loads(data)
+                    if not isinstance(event, dict):
+                        raise ValueError("not a JSON object")
+                except (ValueError, RecursionError) as exc:
+                    raise self._bad_event(exc) from None
                 if "error" in event:
                     err = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
                     err.setdefault("message", "The server reported an error mid-reply.")
                     raise from_payload(err, EngineError if self.engine else RemoteServerError)
                 for choice in event.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
-                    if text:
+                    if text and isinstance(text, str):
                         last_at = time.perf_counter()
                         if not first_at:
                             first_at = last_at
@@ -239,16 +263,16 @@ class ChatClient:
                         if on_text is not None:
                             on_text(text)
                     if choice.get("finish_reason"):
-                        stats.finish_reason = choice["finish_reason"]
+                        stats.finish_reason = str(choice["finish_reason"])
                 usage = event.get("usage")
-                if usage:
-                    stats.prompt_tokens = usage.get("prompt_tokens", 0)
-                    stats.completion_tokens = usage.get("completion_tokens", 0)
+                if isinstance(usage, dict):
+                    stats.prompt_tokens = _count(usage.get("prompt_tokens"))
+                    stats.completion_tokens = _count(usage.get("completion_tokens"))
                 timings = event.get("timings")
-                if timings and "prompt_n" in timings:
-                    stats.prompt_tokens_evaluated = timings["prompt_n"]
+                if isinstance(timings, dict) and "prompt_n" in timings:
+                    stats.prompt_tokens_evaluated = _count(timings["prompt_n"])
         finally:
-            cancel.remove_callback(hang_up)
+            cancel.remove_callback(conn._workbench_hang_up)
             response.close()
             conn.close()
         if not done:
@@ -268,7 +292,31 @@ class ChatClient:
             stats.gen_tokens_per_s = (stats.completion_tokens - 1) / (last_at - first_at)
         return ChatReply("".join(pieces), stats)
 
+    def _oversized_event(self) -> WorkbenchError:
+        cls = EngineError if self.engine is not None else RemoteServerError
+        return cls(f"The server at {self.base_url} sent one event of more than {MAX_EVENT_BYTES >> 20} MiB; "
+                   "the reply was stopped there.", hint="The server is misbehaving; try another server or model.")
+
+    def _bad_event(self, exc: Exception) -> WorkbenchError:
+        cls = EngineError if self.engine is not None else RemoteServerError
+        return cls(f"The server at {self.base_url} sent an event that is not valid JSON ({str(exc)[:100]}).",
+                   hint="The server is not speaking the OpenAI streaming protocol; check the address.")
+
     def _broken_stream(self) -> WorkbenchError:
         if self.engine is not None:
             return self.engine.connection_error()
         return RemoteServerError(f"The server at {self.base_url} closed the connection mid-reply.")
+
+
+def _read_bounded(response) -> bytes:
+    """A response body, refused beyond MAX_JSON_BYTES (a server that sends gigabytes is broken)."""
+    data = response.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise RemoteServerError(f"The server sent an answer of more than {MAX_JSON_BYTES >> 20} MiB.",
+                                hint="The server is misbehaving; check the address.")
+    return data
+
+
+def _count(value) -> int:
+    """A token count from a server's JSON: a non-negative int, or 0 when it is anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

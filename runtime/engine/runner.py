@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import math
+import os
+import re
+import secrets
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from runtime.engine.templates import render_chat
+from runtime.engine.templates import RenderLimits, RenderStopped, render_chat
 from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.errors import ContextOverflow, EngineError, ModelFileError, UnsupportedArchitectureError
 
 PENALTY_LAST_N = 64
 MAX_PIECE_BYTES = 256
+# No token stands for more than this many bytes of text (llama.cpp's longest are ~160), so a prompt
+# of more than n_ctx * MAX_TOKEN_BYTES bytes cannot fit the context: it is refused before tokenizing.
+MAX_TOKEN_BYTES = 256
+TEMPLATE_SECONDS = 5.0
+STOP_POLL_S = 0.01  # how often a running prompt batch asks whether the client hung up
+BROKEN_MODEL_HINT = "The file is damaged or was converted wrongly: download or convert the model again."
 
 
 @dataclass
@@ -61,7 +72,7 @@ class LlamaRunner:
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
-        self.model = llama_cpp.llama_model_load_from_file(str(self.model_path).encode(), model_params)
+        self.model = llama_cpp.llama_model_load_from_file(os.fsencode(self.model_path), model_params)
         if not self.model:
             raise self._load_error()
 
@@ -90,6 +101,13 @@ class LlamaRunner:
         self.eos_text = self._token_text(llama_cpp.llama_vocab_eos(self.vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.cached: list[int] = []  # tokens whose keys/values are in the KV cache, in order
+        self.control_tokens = self._control_tokens()
+        self._control_re = _literal_pattern(self.control_tokens.values())
+        self._marker = f"\uE000{secrets.token_hex(4)}:"  # marks a control text lifted out of a message
+        self._stop_check: Callable[[], bool] = lambda: False
+        self._stopping, self._next_poll = False, 0.0
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)  # kept alive here
+        self._no_abort_callback = llama_cpp.ggml_abort_callback()
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -122,22 +140,87 @@ class LlamaRunner:
         n = self._ll.llama_token_to_piece(self.vocab, token, self._piece, MAX_PIECE_BYTES, 0, True)
         return self._piece.raw[: max(n, 0)].decode("utf-8", "replace")
 
+    def _control_tokens(self) -> dict[int, str]:
+        """The tokens that only the chat template may write ({id: text}): the ones llama.cpp's
+        tokenizer makes from text only when asked to parse special tokens (~35 ms for 49k tokens)."""
+        ll, vocab = self._ll, self.vocab
+        special = ll.LLAMA_TOKEN_ATTR_CONTROL | ll.LLAMA_TOKEN_ATTR_UNKNOWN
+        get_attr = ll.llama_vocab_get_attr
+        found = {t: self._token_text(t) for t in range(self.n_vocab) if get_attr(vocab, t) & special}
+        return {t: text for t, text in found.items() if text}
+
     # --- prompts -----------------------------------------------------------------------------
 
-    def render(self, messages: list[dict]) -> str:
-        return render_chat(self.chat_template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
+    @property
+    def max_prompt_bytes(self) -> int:
+        """Prompt text longer than this cannot fit the loaded context (see MAX_TOKEN_BYTES)."""
+        return self.n_ctx * MAX_TOKEN_BYTES
 
-    def tokenize(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
+    def render(self, messages: list[dict], stop: Callable[[], bool] = lambda: False) -> str:
+        """The prompt text for ``messages``; control-token text inside a message is replaced by a
+        marker (see ``prompt_tokens``). Raises ContextOverflow when the messages alone are too long."""
+        size = 0
+        lifted = []
+        for m in messages:
+            content = m.get("content")
+            if isinstance(content, str):
+                size += len(content)
+                if self._control_re is not None and self._control_re.search(content):
+                    m = {**m, "content": self._control_re.sub(self._lift, content)}
+            lifted.append(m)
+        if size > self.max_prompt_bytes:
+            raise self._too_long(size)
+        limits = RenderLimits(seconds=TEMPLATE_SECONDS, max_chars=2 * self.max_prompt_bytes + (1 << 16), stop=stop)
+        return render_chat(self.chat_template, lifted, bos_token=self.bos_text, eos_token=self.eos_text,
+                           limits=limits)
+
+    def _lift(self, match: re.Match) -> str:
+        return f"{self._marker}{match.group().encode('utf-8').hex()}\uE001"
+
+    def prompt_tokens(self, messages: list[dict], stop: Callable[[], bool] = lambda: False) -> list[int]:
+        """The tokens of the prompt for ``messages``. Only the template's own markup can become control
+        tokens (``<|im_start|>``...): such text inside a message is tokenized as plain text."""
+        text = self.render(messages, stop)
+        if len(text.encode("utf-8", "replace")) > self.max_prompt_bytes:
+            raise self._too_long(len(text))
+        if self._marker not in text:
+            return self.tokenize(text)
+        tokens: list[int] = []
+        for i, part in enumerate(re.split(f"{re.escape(self._marker)}([0-9a-f]*)\uE001", text)):
+            if i % 2:  # a lifted control text: tokenize it as plain text
+                tokens += self.tokenize(bytes.fromhex(part).decode("utf-8"), add_bos=False, special=False)
+            elif part:
+                tokens += self.tokenize(part, add_bos=not tokens)
+        return tokens
+
+    def _too_long(self, size: int) -> ContextOverflow:
+        return ContextOverflow(
+            f"The conversation is about {size:,} characters long, more than the model's loaded context of "
+            f"{self.n_ctx} tokens can hold.")
+
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        """How many tokens the prompt for ``messages`` takes; for a prompt that cannot fit, a number
+        above the context length (a lower bound), without tokenizing it all."""
+        try:
+            return max(len(self.prompt_tokens(messages)), 1)
+        except ContextOverflow:
+            size = sum(len(str(m.get("content") or "")) for m in messages)
+            return max(self.n_ctx + 1, size // MAX_TOKEN_BYTES)
+
+    def tokenize(self, text: str, add_bos: bool | None = None, special: bool = True) -> list[int]:
+        """Tokens of ``text``; ``special``: control-token text becomes control tokens (template markup)."""
+        ll = self._ll
+        add_bos = self.add_bos if add_bos is None else (add_bos and self.add_bos)
+        data = text.encode("utf-8", "replace")  # a lone surrogate (from JSON's "\udce9") becomes "?"
         capacity = len(data) + 8
-        tokens = (self._ll.llama_token * capacity)()
-        n = self._ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, self.add_bos, True)
+        tokens = (ll.llama_token * capacity)()
+        n = ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
         if n < 0:  # buffer too small: -n is the size needed
             capacity = -n
-            tokens = (self._ll.llama_token * capacity)()
-            n = self._ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, self.add_bos, True)
+            tokens = (ll.llama_token * capacity)()
+            n = ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
         result = list(tokens[:n])
-        bos = self._ll.llama_vocab_bos(self.vocab)
+        bos = ll.llama_vocab_bos(self.vocab)
         if len(result) >= 2 and result[0] == bos and result[1] == bos:
             result = result[1:]  # template wrote BOS and the tokenizer added another
         return result
@@ -151,7 +234,7 @@ class LlamaRunner:
         """
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        if params.repeat_penalty and params.repeat_penalty != 1.0:
+        if _penalized(params):
             kept = 1 if params.temperature <= 0 else params.top_k
             if prefilter and kept > 0:
                 # The penalty scans every candidate (~0.15 ms per token over a 49k vocabulary, 2-3% of
@@ -189,16 +272,31 @@ class LlamaRunner:
     def _decode(self, tokens: list[int]) -> None:
         arr = (self._ll.llama_token * len(tokens))(*tokens)
         rc = self._ll.llama_decode(self.ctx, self._ll.llama_batch_get_one(arr, len(tokens)))
+        if rc == 2 and self._stopping:
+            raise _Stopped()  # aborted: llama.cpp removed this batch's entries from the KV cache
         if rc != 0:
             self.reset_cache()
             raise EngineError(f"llama.cpp failed to evaluate the prompt (llama_decode returned {rc}).")
+
+    def _should_abort(self, _data) -> bool:
+        """llama.cpp's abort callback while a prompt batch is computed: asks ``stop`` every STOP_POLL_S."""
+        now = time.monotonic()
+        if not self._stopping and now >= self._next_poll:
+            self._next_poll = now + STOP_POLL_S
+            self._stopping = bool(self._stop_check())
+        return self._stopping
 
     def reset_cache(self) -> None:
         self._ll.llama_memory_clear(self.memory, True)
         self.cached = []
 
     def _evaluate_prompt(self, prompt: list[int], stop_requested: Callable[[], bool]) -> int:
-        """Bring the KV cache to ``prompt``, reusing the common prefix; return tokens evaluated."""
+        """Bring the KV cache to ``prompt``, reusing the common prefix; return tokens evaluated.
+
+        ``stop_requested`` is asked every STOP_POLL_S, also in the middle of a batch (through
+        llama.cpp's abort callback, which is set only here: it would cost ~1 ms a token while
+        generating, where the loop asks between tokens anyway). Raises _Stopped.
+        """
         keep = 0
         for cached_tok, tok in zip(self.cached, prompt):
             if cached_tok != tok:
@@ -211,12 +309,18 @@ class LlamaRunner:
                 keep = 0
             del self.cached[keep:]
         todo = prompt[keep:]
-        for start in range(0, len(todo), self.n_batch):
-            if stop_requested():
-                raise _Stopped()
-            chunk = todo[start:start + self.n_batch]
-            self._decode(chunk)
-            self.cached.extend(chunk)
+        self._stop_check, self._stopping, self._next_poll = stop_requested, False, 0.0
+        self._ll.llama_set_abort_callback(self.ctx, self._abort_callback, None)
+        try:
+            for start in range(0, len(todo), self.n_batch):
+                if stop_requested():
+                    raise _Stopped()
+                chunk = todo[start:start + self.n_batch]
+                self._decode(chunk)
+                self.cached.extend(chunk)
+        finally:
+            self._ll.llama_set_abort_callback(self.ctx, self._no_abort_callback, None)
+            self._stopping = False
         return len(todo)
 
     def generate(self, messages: list[dict], params: SamplingParams,
@@ -227,8 +331,12 @@ class LlamaRunner:
         ends with finish_reason "cancelled". ``ignore_eos`` (benchmarks) generates all max_tokens.
         """
         ll = self._ll
-        prompt = self.tokenize(self.render(messages))
-        stats = self.last_stats = GenerationStats(prompt_tokens=len(prompt))
+        stats = self.last_stats = GenerationStats(finish_reason="cancelled")
+        try:
+            prompt = self.prompt_tokens(messages, stop_requested)
+        except RenderStopped:
+            return
+        stats.prompt_tokens = len(prompt)
         if not prompt:
             prompt = [ll.llama_vocab_bos(self.vocab)]
         if len(prompt) >= self.n_ctx:
@@ -239,17 +347,20 @@ class LlamaRunner:
         try:
             stats.prompt_tokens_evaluated = self._evaluate_prompt(prompt, stop_requested)
         except _Stopped:
-            stats.finish_reason = "cancelled"
             return
+        self._check_logits()
         sampler = self._make_sampler(params, prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         one, piece, vocab, ctx = self._one, self._piece, self.vocab, self.ctx
+        get_logits, isfinite = ll.llama_get_logits_ith, math.isfinite
         pick = self._argmax_picker() if _plain_greedy(params) else (lambda: ll.llama_sampler_sample(sampler, ctx, -1))
         budget = min(params.max_tokens if params.max_tokens > 0 else self.n_ctx, self.n_ctx - len(prompt))
         stats.finish_reason = "length"
         try:
             for remaining in range(budget - 1, -1, -1):
                 token = pick()
+                if not isfinite(get_logits(ctx, -1)[token]):
+                    self._check_logits()  # raises: the model computed NaN or infinity
                 if ll.llama_vocab_is_eog(vocab, token) and not ignore_eos:
                     stats.finish_reason = "stop"
                     break
@@ -275,6 +386,17 @@ class LlamaRunner:
         finally:
             ll.llama_sampler_free(sampler)
 
+    def _check_logits(self) -> None:
+        """Raise ModelFileError when the last logits hold NaN or infinity (a broken model's garbage)."""
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self._ll.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,))
+        if not np.isfinite(logits).all():
+            self.reset_cache()
+            raise ModelFileError(
+                f"{self.model_path.name} computes invalid numbers (NaN or infinity) instead of token "
+                "scores, so its replies would be garbage.", hint=BROKEN_MODEL_HINT, path=str(self.model_path))
+
     def close(self) -> None:
         if getattr(self, "ctx", None):
             self._ll.llama_free(self.ctx)
@@ -284,9 +406,20 @@ class LlamaRunner:
             self.model = None
 
 
+def _literal_pattern(texts) -> re.Pattern | None:
+    """A regex matching any of ``texts``, longest first (None when there are none)."""
+    ordered = sorted(set(texts), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
 def _plain_greedy(params: SamplingParams) -> bool:
     """Greedy with no repeat penalty: the choice is the highest logit, nothing else."""
-    return params.temperature <= 0 and params.repeat_penalty in (0, 1.0)
+    return params.temperature <= 0 and not _penalized(params)
+
+
+def _penalized(params: SamplingParams) -> bool:
+    """A repeat penalty is in effect (1 means none; SamplingParams.validate refuses 0 and below)."""
+    return params.repeat_penalty != 1.0
 
 
 class _Stopped(Exception):

@@ -19,9 +19,12 @@ Errors travel as ``WorkbenchError.to_payload()`` inside an OpenAI-style body:
 (mid-stream: the same object as one ``data:`` event).
 
 Requests may add llama-server's ``ignore_eos`` (used by benchmarks to generate exactly max_tokens).
+Every request is checked (BadRequest, 400, names the bad field); the body may be at most six times
+what the loaded context can hold; any other failure inside the engine answers 500 with a typed
+error naming its cause. Connections are bounded: see ``EngineServer`` and ``IDLE_TIMEOUT_S``.
 
-Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (stream or not),
-POST /v1/count_tokens (the prompt size of some messages, and the loaded context length). Streaming
+Endpoints (all need the key): GET /health, GET /v1/models, POST /v1/chat/completions (stream or
+not), POST /v1/count_tokens (the prompt size of some messages, and the loaded context length). Streaming
 responses end with a chunk carrying ``usage`` and llama-server-style ``timings``
 (``prompt_n``: prompt tokens evaluated, ``cache_n``: prompt tokens reused from the KV cache).
 """
@@ -39,31 +42,81 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from runtime.engine.templates import message_text
 from runtime.engine.types import ALL_GPU_LAYERS, LoadOptions, SamplingParams
-from runtime.errors import EngineError, WorkbenchError
+from runtime.errors import BadRequest, ContextOverflow, EngineError, TemplateError, WorkbenchError
 from runtime.models.hardware import GpuDevice, default_gpu_layers, describe_placement
 
 KEY_ENV = "WORKBENCH_ENGINE_KEY"
 STREAM_FLUSH_S = 0.05  # the GUI repaints at most every ~40 ms, so 50 ms batches still look fluid
 
 
+MAX_CONNECTIONS = 32   # open connections at once; more evict the oldest that has not shown the key
+IDLE_TIMEOUT_S = 10.0  # a connection silent this long (no request, or a client not reading) is closed
+MIN_BODY_LIMIT = 4 << 20
+
+
 def _sampling_from_request(body: dict) -> SamplingParams:
+    """The request's sampling fields, checked (BadRequest names the first bad one)."""
     defaults = SamplingParams()
-    seed = body.get("seed")
-    return SamplingParams(
-        temperature=float(body.get("temperature", defaults.temperature)),
-        top_p=float(body.get("top_p", defaults.top_p)),
-        top_k=int(body.get("top_k", defaults.top_k)),
-        min_p=float(body.get("min_p", defaults.min_p)),
-        repeat_penalty=float(body.get("repeat_penalty", defaults.repeat_penalty)),
-        max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or defaults.max_tokens),
-        seed=int(seed) if seed is not None else None,
+
+    def number(key, cast, default):
+        value = body.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadRequest(f"'{key}' must be a number, not {json.dumps(value)[:40]}.")
+        try:
+            return cast(value)
+        except (OverflowError, ValueError):
+            raise BadRequest(f"'{key}' is out of range: {value}.") from None
+
+    max_tokens = number("max_tokens", int, None)
+    if max_tokens is None:
+        max_tokens = number("max_completion_tokens", int, defaults.max_tokens)
+    params = SamplingParams(
+        temperature=number("temperature", float, defaults.temperature),
+        top_p=number("top_p", float, defaults.top_p),
+        top_k=number("top_k", int, defaults.top_k),
+        min_p=number("min_p", float, defaults.min_p),
+        repeat_penalty=number("repeat_penalty", float, defaults.repeat_penalty),
+        max_tokens=max_tokens,
+        seed=number("seed", int, None),
     )
+    try:
+        params.validate()
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return params
+
+
+def _messages_from_request(body) -> list[dict]:
+    """The request's messages, checked: a list of {"role": text, "content": text or text parts}."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        raise BadRequest("The request needs 'messages': a list of {\"role\": ..., \"content\": ...}.")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"Message {i} needs a 'role' (system, user or assistant).")
+        try:
+            message_text(m.get("content"))
+        except TypeError as exc:
+            raise BadRequest(f"Message {i}: {exc}.") from None
+    return messages
+
+
+def _unexpected(exc: BaseException) -> EngineError:
+    """An error nobody planned for, as an EngineError that names it."""
+    if isinstance(exc, MemoryError):
+        return EngineError("The engine ran out of memory for this request.",
+                           hint="Use a shorter conversation or a smaller context length, or close other programs.")
+    return EngineError(f"The engine failed on this request: {type(exc).__name__}: {exc}"[:2000])
 
 
 class EngineHandler(BaseHTTPRequestHandler):
     server_version = "ModelWorkbenchEngine/1"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S  # reads and writes: a silent or stalled peer frees its thread
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -91,10 +144,28 @@ class EngineHandler(BaseHTTPRequestHandler):
     def _authorized(self) -> bool:
         expected = self.server.api_key
         given = self.headers.get("Authorization", "")
-        if expected and not hmac.compare_digest(given, f"Bearer {expected}"):
+        if expected and not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            self.close_connection = True
             self._send_error(401, "Invalid API key.", "authentication_error")
             return False
+        self.server.mark_authorized(self.connection)
         return True
+
+    def _read_json_body(self):
+        """The request body as JSON; BadRequest when it is missing, too big or not JSON."""
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise BadRequest("Content-Length is not a number.") from None
+        limit = self.server.body_limit
+        if length > limit:
+            self.close_connection = True  # the body stays unread
+            raise BadRequest(f"The request is {length:,} bytes, more than this engine takes ({limit:,}).",
+                             hint="Send a shorter conversation: it could not fit the loaded context anyway.")
+        try:
+            return json.loads(self.rfile.read(max(length, 0)) or b"{}")
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"The request is not valid JSON: {str(exc)[:200]}") from None
 
     def _client_gone(self) -> bool:
         """True once the client closed its end (how a chat client says Stop)."""
@@ -109,32 +180,37 @@ class EngineHandler(BaseHTTPRequestHandler):
     # --- endpoints ---------------------------------------------------------------------------
 
     def do_GET(self):
+        if not self._authorized():
+            return
         if self.path == "/health":
             self._send_json(200, {"status": "ok"})
         elif self.path == "/v1/models":
-            if self._authorized():
-                self._send_json(200, {"object": "list", "data": [
-                    {"id": self.server.model_id, "object": "model", "owned_by": "local"}]})
+            self._send_json(200, {"object": "list", "data": [
+                {"id": self.server.model_id, "object": "model", "owned_by": "local"}]})
         else:
             self._send_error(404, f"No such endpoint: {self.path}", "not_found")
 
     def do_POST(self):
-        if self.path == "/v1/count_tokens":
-            self._count_tokens()
-            return
-        if self.path != "/v1/chat/completions":
-            self._send_error(404, f"No such endpoint: {self.path}", "not_found")
-            return
         if not self._authorized():
             return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            messages = body["messages"]
-            params = _sampling_from_request(body)
-        except (ValueError, KeyError, TypeError) as exc:
-            self._send_error(400, f"Malformed chat request: {exc}", "invalid_request_error")
+        routes = {"/v1/count_tokens": self._count_tokens, "/v1/chat/completions": self._chat}
+        route = routes.get(self.path)
+        if route is None:
+            self.close_connection = True
+            self._send_error(404, f"No such endpoint: {self.path}", "not_found")
             return
+        try:
+            route(self._read_json_body())
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True  # the client left
+        except WorkbenchError as exc:
+            self._send_error(400 if isinstance(exc, (BadRequest, TemplateError, ContextOverflow)) else 500, exc)
+        except Exception as exc:  # noqa: BLE001 - every failure reaches the client as a typed error
+            self._send_error(500, _unexpected(exc))
+
+    def _chat(self, body) -> None:
+        messages = _messages_from_request(body)
+        params = _sampling_from_request(body)
         ignore_eos = bool(body.get("ignore_eos"))
         with self.server.generation_lock:
             if body.get("stream"):
@@ -142,49 +218,26 @@ class EngineHandler(BaseHTTPRequestHandler):
             else:
                 self._complete(messages, params, ignore_eos)
 
-    def _count_tokens(self):
+    def _count_tokens(self, body) -> None:
         """POST /v1/count_tokens {"messages": [...]} -> {"prompt_tokens": N, "n_ctx": M}.
 
         N is the length of the prompt a chat request with these messages would evaluate (the model's
-        own template, with the generation prompt), so callers can fit a conversation exactly.
+        own template, with the generation prompt), so callers can fit a conversation exactly; for a
+        prompt far too long to fit, a lower bound above M.
         """
-        if not self._authorized():
-            return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-            messages = json.loads(self.rfile.read(length) or b"{}")["messages"]
-            if not isinstance(messages, list):
-                raise TypeError("messages must be a list")
-        except (ValueError, KeyError, TypeError) as exc:
-            self._send_error(400, f"Malformed count request: {exc}", "invalid_request_error")
-            return
+        messages = _messages_from_request(body)
         runner = self.server.runner
-        try:
-            with self.server.generation_lock:  # the runner is not thread-safe
-                n = len(runner.tokenize(runner.render(messages)))
-        except WorkbenchError as exc:
-            self._send_error(400, exc)
-            return
-        except (KeyError, TypeError, AttributeError) as exc:
-            self._send_error(400, f"Malformed messages: {exc!r}", "invalid_request_error")
-            return
-        self._send_json(200, {"prompt_tokens": max(n, 1), "n_ctx": runner.n_ctx})
+        with self.server.generation_lock:  # the runner is not thread-safe
+            n = runner.count_prompt_tokens(messages)
+        self._send_json(200, {"prompt_tokens": n, "n_ctx": runner.n_ctx})
 
     def _start(self, messages, params, ignore_eos):
-        """Render and tokenize up front so template and context errors become clean HTTP errors."""
+        """Render, tokenize and evaluate up to the first piece, so that errors become HTTP errors."""
         pieces = self.server.runner.generate(messages, params, self._client_gone, ignore_eos)
-        try:
-            first = next(pieces, None)
-        except WorkbenchError as exc:
-            self._send_error(400, exc)
-            return None
-        return first, pieces
+        return next(pieces, None), pieces
 
     def _complete(self, messages, params, ignore_eos):
-        started = self._start(messages, params, ignore_eos)
-        if started is None:
-            return
-        first, pieces = started
+        first, pieces = self._start(messages, params, ignore_eos)
         text = (first or "") + "".join(pieces)
         stats = self.server.runner.last_stats
         self._send_json(200, {
@@ -196,10 +249,7 @@ class EngineHandler(BaseHTTPRequestHandler):
         })
 
     def _stream(self, messages, params, ignore_eos):
-        started = self._start(messages, params, ignore_eos)
-        if started is None:
-            return
-        first, pieces = started
+        first, pieces = self._start(messages, params, ignore_eos)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -230,11 +280,12 @@ class EngineHandler(BaseHTTPRequestHandler):
             final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": stats.finish_reason}],
                      "usage": _usage(stats), "timings": _timings(stats)}
             write(b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
             pieces.close()  # the client stopped listening: stop generating at once
-        except WorkbenchError as exc:  # mid-stream failure: report it in the stream
+        except Exception as exc:  # noqa: BLE001 - mid-stream failure: report it in the stream
+            error = exc if isinstance(exc, WorkbenchError) else _unexpected(exc)
             try:
-                write(b"data: " + json.dumps(error_body(exc)).encode() + b"\n\n")
+                write(b"data: " + json.dumps(error_body(error)).encode() + b"\n\n")
             except OSError:
                 pass
 
@@ -258,7 +309,12 @@ def _timings(stats) -> dict:
 
 
 class EngineServer(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS of them. When all are taken, a new
+    connection evicts the oldest one that has not shown the API key yet, so idle strangers cannot
+    lock the engine's own client out; if every connection has shown the key, the new one is closed."""
+
     daemon_threads = True
+    request_queue_size = 64
 
     def __init__(self, runner, api_key: str, model_id: str, port: int = 0):
         super().__init__(("127.0.0.1", port), EngineHandler)
@@ -266,6 +322,42 @@ class EngineServer(ThreadingHTTPServer):
         self.api_key = api_key
         self.model_id = model_id
         self.generation_lock = threading.Lock()
+        # JSON may spell each byte of text as up to 6 ("\\u00e9"); a bigger body cannot fit the context.
+        self.body_limit = max(MIN_BODY_LIMIT, 6 * runner.max_prompt_bytes)
+        self._open: dict[socket.socket, bool] = {}  # connection -> has shown the key; oldest first
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        with self._open_lock:
+            if len(self._open) >= MAX_CONNECTIONS:
+                victim = next((conn for conn, known in self._open.items() if not known), None)
+                if victim is None:
+                    self.shutdown_request(request)
+                    return
+                del self._open[victim]
+                _hang_up(victim)
+            self._open[request] = False
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._open_lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def mark_authorized(self, request) -> None:
+        with self._open_lock:
+            if request in self._open:
+                self._open[request] = True
+
+    def handle_error(self, request, client_address):
+        pass  # a connection that broke (evicted, reset): nothing to report, the next one is served
+
+
+def _hang_up(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _announce(payload: dict) -> None:
@@ -323,6 +415,8 @@ def choose_gpu_layers(requested: int | None, model_path: str, n_ctx: int, device
     """``requested`` if given, else the automatic choice: all layers if the model fits the GPUs, else 0."""
     if requested is not None:
         return requested
+    if not devices:
+        return 0
     from runtime.models.gguf_info import read_gguf_info
     from runtime.models.hardware import estimate_model_memory
 
@@ -361,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         from runtime.engine.runner import LlamaRunner
 
         started = time.perf_counter()
+        LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers).validate()
         devices = gpu_devices()
         n_gpu_layers = choose_gpu_layers(args.gpu_layers, args.model, args.ctx, devices)
         options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=n_gpu_layers)
@@ -372,8 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as exc:
         _announce({"event": "error", **exc.to_payload()})
         return 3
-    except OSError as exc:
-        error = EngineError(f"The engine could not start: {exc}", path=args.model)
+    except ValueError as exc:
+        error = WorkbenchError(f"The engine cannot load the model this way: {exc}", path=args.model)
+        _announce({"event": "error", **error.to_payload()})
+        return 3
+    except Exception as exc:  # noqa: BLE001 - OSError, MemoryError, ...: say what it was
+        error = EngineError(f"The engine could not start: {type(exc).__name__}: {exc}", path=args.model)
         _announce({"event": "error", **error.to_payload()})
         return 3
     _announce({"event": "ready", "port": server.server_address[1], "load_s": round(load_s, 3),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import TypeVar
@@ -32,8 +33,40 @@ class SamplingParams(Record):
     top_k: int = 40
     min_p: float = 0.05
     repeat_penalty: float = 1.1
-    max_tokens: int = 512
+    max_tokens: int = 512           # -1: as many as the context leaves room for
     seed: int | None = None
+
+    def validate(self) -> "SamplingParams":
+        """Raise ValueError naming the first value that makes no sense (NaN, out of range, 0 tokens)."""
+        checks = (
+            ("temperature", self.temperature, 0.0, 100.0, "0 (greedy) or more"),
+            ("top_p", self.top_p, 0.0, 1.0, "between 0 and 1"),
+            ("min_p", self.min_p, 0.0, 1.0, "between 0 and 1"),
+            ("repeat_penalty", self.repeat_penalty, 0.0, 100.0, "above 0 (1 means no penalty)"),
+        )
+        for name, value, low, high, wanted in checks:
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+                raise ValueError(f"{name} = {value} is not valid: use a number {wanted}.")
+        if self.repeat_penalty == 0:
+            raise ValueError("repeat_penalty = 0 is not valid: use a number above 0 (1 means no penalty).")
+        if not 0 <= self.top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k = {self.top_k} is not valid: use 0 (off) up to {MAX_TOP_K}.")
+        if self.max_tokens == 0 or self.max_tokens < -1 or self.max_tokens > MAX_CTX:
+            raise ValueError(f"max_tokens = {self.max_tokens} is not valid: use 1 or more, or -1 for "
+                             "as many as the context has room for.")
+        if self.seed is not None and not -1 <= self.seed < 2**32:
+            raise ValueError(f"seed = {self.seed} is not valid: use 0 to {2**32 - 1}, or -1 for a random one.")
+        return self
+
+
+MAX_TOP_K = 1 << 20
+MIN_CTX, MAX_CTX = 16, 1 << 24  # llama.cpp keeps n_ctx in 32 bits; no model is trained beyond 2**24
+
+
+@functools.lru_cache(maxsize=1)
+def max_threads() -> int:
+    """More threads than 4 per logical CPU only slow llama.cpp down (and 100,000 kill it)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,6 +93,17 @@ class LoadOptions(Record):
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int = field(default_factory=default_threads)
     n_gpu_layers: int | None = None
+
+    def validate(self) -> "LoadOptions":
+        """Raise ValueError naming the first value llama.cpp cannot take."""
+        if not MIN_CTX <= self.n_ctx <= MAX_CTX:
+            raise ValueError(f"A context of {self.n_ctx} tokens is not possible: use {MIN_CTX} to {MAX_CTX:,}.")
+        if not 1 <= self.n_threads <= max_threads():
+            raise ValueError(f"{self.n_threads} threads is not sensible here: use 1 to {max_threads()} "
+                             f"(this computer has {os.cpu_count()} logical CPUs).")
+        if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
+            raise ValueError(f"{self.n_gpu_layers} GPU layers: use 0 or more, or -1 for all layers.")
+        return self
 
 
 ALL_GPU_LAYERS = -1
