@@ -19,7 +19,8 @@ def add_chat_parser(subparsers) -> None:
     p.add_argument("model", help="path to a .gguf file, or a name from `workbench models`")
     p.add_argument("--prompt", required=True, help="the user message")
     p.add_argument("--system", default="", help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=sampling.max_tokens)
+    p.add_argument("--max-tokens", type=int, default=sampling.max_tokens,
+                   help="most tokens in the reply; -1: as many as the context has room for")
     p.add_argument("--threads", type=int, default=load.n_threads)
     p.add_argument("--ctx", type=int, default=load.n_ctx, help="context length in tokens")
     p.add_argument("--gpu-layers", type=parse_gpu_layers, default=None, metavar="N|all|auto",
@@ -48,19 +49,25 @@ def parse_gpu_layers(text: str) -> int | None:
     return parse(text)
 
 
-def _check_arguments(args) -> None:
+def _check_arguments(args):
+    """The load options and sampling parameters the arguments ask for, checked."""
+    from runtime.engine.types import LoadOptions, SamplingParams
     from runtime.errors import WorkbenchError
 
-    if args.ctx < 16:
-        raise WorkbenchError(f"--ctx {args.ctx} is too small.", hint="Use a context length of at least 16 tokens.")
-    if args.threads < 1:
-        raise WorkbenchError(f"--threads {args.threads} must be at least 1.")
     if not args.prompt.strip():
         raise WorkbenchError("--prompt is empty.", hint="Give the model something to answer.")
+    options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+                            repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens, seed=args.seed)
+    for what in (options, params):
+        try:
+            what.validate()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc), hint="See `workbench chat --help` for what each option takes.") from None
+    return options, params
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from runtime.engine.types import LoadOptions, SamplingParams
     from runtime.engine.local import LocalEngine
     from runtime.errors import InsufficientMemoryError
     from runtime.models.gguf_info import read_gguf_info
@@ -68,7 +75,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from runtime.models.library import resolve_model
     from runtime.store.conversations import ConversationStore
 
-    _check_arguments(args)
+    options, params = _check_arguments(args)
     path = resolve_model(args.model)
     verdict = check_fit(read_gguf_info(path), args.ctx)
     if verdict.status == "too_big":
@@ -82,9 +89,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
     elif verdict.status == "tight":
         print(f"warning: memory is tight: it {verdict.detail}", file=sys.stderr)
 
-    options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
-    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-                            repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens, seed=args.seed)
     store = ConversationStore()
     engine = LocalEngine(path, options)
     try:
@@ -125,14 +129,14 @@ def _conversation(store, args, path, params, options):
     """The conversation this prompt goes to: the one named by --conversation, or a new one."""
     from runtime.chat.session import ConversationSession
 
+    if args.conversation is None:
+        policy = {"context_policy": args.context_policy} if args.context_policy else {}
+        return ConversationSession.create(store, backend="local", model_ref=str(path), system_prompt=args.system,
+                                          sampling=params, load=options, **policy)
+    chat = ConversationSession(store, args.conversation)
     changes = {}
-    if args.conversation is not None:
-        chat = ConversationSession(store, args.conversation)
-        if args.system:
-            changes["system_prompt"] = args.system
-    else:
-        chat = ConversationSession.create(store, backend="local", model_ref=str(path), system_prompt=args.system,
-                                          sampling=params, load=options)
+    if args.system:
+        changes["system_prompt"] = args.system
     if args.context_policy:
         changes["context_policy"] = args.context_policy
     if changes:

@@ -88,3 +88,27 @@ def test_chat_bad_input_exits_2_with_a_clear_message(tmp_path, starter_model, ca
     assert expected in result.stderr
     assert "hint:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--temperature", "nan"], "temperature = nan is not valid"),
+    (["--repeat-penalty", "nan"], "repeat_penalty = nan is not valid"),
+    (["--top-p", "1.5"], "top_p = 1.5 is not valid"),
+    (["--max-tokens", "0"], "max_tokens = 0 is not valid"),
+    (["--ctx", str(2**32 + 512)], "A context of 4294967808 tokens is not possible"),
+    (["--threads", "100000"], "100000 threads is not sensible here"),
+])
+def test_chat_refuses_values_that_make_no_sense(starter_model, args, expected):
+    result = run_cli("chat", str(starter_model), "--prompt", "hi", *args)
+    assert result.returncode == 2
+    assert expected in result.stderr and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_chat_max_tokens_minus_one_means_up_to_the_context(starter_model):
+    result = run_cli("chat", str(starter_model), "--prompt", "Count from 1 to 200, one number per line.",
+                     "--max-tokens", "-1", "--ctx", "128", "--temperature", "0", "--threads", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    # no 512-token default: the reply ran until the model stopped or the context was full
+    assert data["finish_reason"] == "stop" or data["prompt_tokens"] + data["completion_tokens"] >= 127
