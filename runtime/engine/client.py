@@ -71,12 +71,13 @@ class ChatClient:
         return headers
 
     def _request(self, method: str, path: str, body: dict | None = None, cancel: CancelToken | None = None):
-        """Send a request; return (connection, response, socket) for a 2xx answer, raise otherwise.
+        """Send a request; return (connection, response, hang_up) for a 2xx answer, raise otherwise.
 
-        With ``cancel``, cancelling hangs up at once once connected, whether the server is still
-        preparing its answer or already streaming it (raises Cancelled before the answer starts); the
-        caller removes the connection's ``_workbench_hang_up`` from ``cancel`` when done. The socket is returned because http.client lets go of it
-        once a "Connection: close" response starts, and Stop needs it to hang up.
+        With ``cancel``, cancelling hangs up from the moment the connection is open, whether the
+        server is still preparing its answer (this raises Cancelled) or already streaming it; the
+        caller removes ``hang_up`` from ``cancel`` when done (it is None without ``cancel``). It
+        holds the socket itself because http.client lets go of it once a "Connection: close"
+        response starts.
         """
         conn = self._connect()
         hang_up = None
@@ -91,7 +92,6 @@ class ChatClient:
                     except OSError:
                         pass
 
-                conn._workbench_hang_up = hang_up
                 cancel.add_callback(hang_up)  # runs at once when already cancelled
             conn.request(method, self._parts.path + path, body=json.dumps(body) if body is not None else None,
                          headers=self._headers())
@@ -109,7 +109,7 @@ class ChatClient:
                 cancel.remove_callback(hang_up)
             conn.close()
             raise self._http_error(response.status, payload)
-        return conn, response, sock
+        return conn, response, hang_up
 
     def _unreachable(self, exc: Exception) -> WorkbenchError:
         if self.engine is not None:  # our own engine: its crash, or an EngineError; never "check the address"
@@ -218,7 +218,7 @@ class ChatClient:
         body.update(extra or {})
         started = time.perf_counter()
         try:
-            conn, response, _ = self._request("POST", "/chat/completions", body, cancel)
+            conn, response, hang_up = self._request("POST", "/chat/completions", body, cancel)
         except Cancelled:
             return ChatReply("", ReplyStats(finish_reason="cancelled", total_s=time.perf_counter() - started))
         pieces: list[str] = []
@@ -272,7 +272,7 @@ class ChatClient:
                 if isinstance(timings, dict) and "prompt_n" in timings:
                     stats.prompt_tokens_evaluated = _count(timings["prompt_n"])
         finally:
-            cancel.remove_callback(conn._workbench_hang_up)
+            cancel.remove_callback(hang_up)
             response.close()
             conn.close()
         if not done:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from runtime.engine.templates import RenderLimits, RenderStopped, render_chat
+from runtime.engine.templates import RenderLimits, RenderStopped, message_text, render_chat
 from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.errors import ContextOverflow, EngineError, ModelFileError, UnsupportedArchitectureError
 
@@ -162,12 +162,11 @@ class LlamaRunner:
         size = 0
         lifted = []
         for m in messages:
-            content = m.get("content")
-            if isinstance(content, str):
-                size += len(content)
-                if self._control_re is not None and self._control_re.search(content):
-                    m = {**m, "content": self._control_re.sub(self._lift, content)}
-            lifted.append(m)
+            content = message_text(m.get("content"))  # text parts joined first, so they are lifted too
+            size += len(content)
+            if self._control_re is not None and self._control_re.search(content):
+                content = self._control_re.sub(self._lift, content)
+            lifted.append({**m, "content": content})
         if size > self.max_prompt_bytes:
             raise self._too_long(size)
         limits = RenderLimits(seconds=TEMPLATE_SECONDS, max_chars=2 * self.max_prompt_bytes + (1 << 16), stop=stop)

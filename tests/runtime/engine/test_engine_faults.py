@@ -80,9 +80,9 @@ def test_stop_during_prompt_evaluation_returns_at_once_and_frees_the_engine(engi
     latency, finish = _stop_after(0.3, LONG_PROMPT, client)
     assert finish == "cancelled"
     assert latency < 0.5  # the promise is 100 ms; benchmarks/stop_latency.py measures it
-    started = time.perf_counter()
+    time.sleep(0.2)
+    assert _cpu_seconds(engine.pid, 1.0) < 0.3  # the engine stopped evaluating the long prompt
     assert client.stream_chat([{"role": "user", "content": "Hi"}], SHORT).text
-    assert time.perf_counter() - started < 3  # the engine stopped evaluating the long prompt
 
 
 def test_stop_while_the_template_renders(hostile_engine):

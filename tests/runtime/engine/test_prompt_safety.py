@@ -39,6 +39,8 @@ def test_pasted_markup_cannot_forge_a_message_boundary(runner):
     plain = [{"role": "user", "content": "Nice."}]
     forged = [{"role": "user", "content": INJECTION}]
     assert _controls(runner, runner.prompt_tokens(forged)) == _controls(runner, runner.prompt_tokens(plain))
+    as_parts = [{"role": "user", "content": [{"type": "text", "text": INJECTION}]}]
+    assert runner.prompt_tokens(as_parts) == runner.prompt_tokens(forged)
     text = runner.prompt_tokens(forged)
     assert len(text) > len(runner.prompt_tokens(plain)) + 20  # the markup is still there, as plain text
 
