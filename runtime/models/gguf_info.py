@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import stat
 import struct
 from collections import Counter
@@ -25,6 +26,14 @@ MAX_COUNT = 1_000_000          # tensors or metadata keys; real models have a fe
 MAX_DIMS = 4                   # GGML_MAX_DIMS in llama.cpp
 DEFAULT_ALIGNMENT = 32
 
+# The largest figure a header may state before it counts as unknown (real models stay far below).
+MAX_CONTEXT = 1 << 27         # tokens (the longest real claims are about 10M)
+MAX_BLOCKS = 1024             # layers (the deepest real models have about 160)
+MAX_EMBEDDING = 1 << 20
+MAX_HEADS = 1 << 14
+MAX_VOCAB = 1 << 24
+MAX_SPLITS = 99_999           # the split file-name pattern has five digits
+
 # GGUF metadata value types: struct formats of the scalars; 8 is a string, 9 an array.
 _SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _SCALAR_SIZES = {vtype: struct.calcsize("<" + fmt) for vtype, fmt in _SCALAR_FORMATS.items()}
@@ -35,7 +44,12 @@ _REDOWNLOAD_HINT = "Download or convert the model again; this copy is damaged."
 
 @dataclass
 class GGUFInfo:
-    """The facts the app shows about a model file. Counts are None when the file does not say."""
+    """The facts the app shows about a model file.
+
+    Counts are None when the file does not say, or says something impossible (zero, negative, absurd,
+    the wrong type). Where the tensors show a figure (vocabulary and embedding length from
+    ``token_embd``, layers from ``blk.N``), that wins over a header that contradicts it.
+    """
 
     path: str
     size_bytes: int
@@ -361,23 +375,53 @@ def _file_type_label(metadata: dict, tensors: list[_TensorInfo]) -> str:
     return GGMLQuantizationType(elements.most_common(1)[0][0]).name
 
 
+def _tensor_figures(tensors: list[_TensorInfo], split: bool) -> tuple[int | None, int | None, int | None]:
+    """(embedding length, vocabulary, layers) as the tensors show them; None where they do not."""
+    embd = vocab = blocks = None
+    by_name = {t.name: t for t in tensors}
+    for name in ("token_embd.weight", "output.weight"):
+        t = by_name.get(name)
+        if t is not None and len(t.dims) == 2 and min(t.dims) > 0:
+            embd, vocab = t.dims  # GGUF lists dimensions innermost first: [n_embd, n_vocab]
+            break
+    if not split:  # a shard holds only some of the layers
+        indexes = [int(m[1]) for t in tensors if (m := re.match(r"blk\.(\d+)\.", t.name))]
+        blocks = max(indexes) + 1 if indexes else None
+    return embd, vocab, blocks
+
+
 def _info_from_header(path: Path, size: int, header: _Header) -> GGUFInfo:
     meta = header.metadata
 
     def int_value(key: str) -> int | None:
         v = meta.get(key)
         if isinstance(v, list):  # per-layer figures (e.g. head_count_kv): the largest is what memory needs
-            v = max((x for x in v if isinstance(x, int)), default=None)
+            v = max((x for x in v if isinstance(x, int) and not isinstance(x, bool)), default=None)
         return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    def count(key: str, limit: int) -> int | None:
+        """A positive whole number up to ``limit``, else None (unknown)."""
+        v = int_value(key)
+        return v if v is not None and 0 < v <= limit else None
 
     arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise ModelFileError(f"{path.name} does not say which model architecture it is",
                              path=path, hint=_REDOWNLOAD_HINT)
+    split_count = count("split.count", MAX_SPLITS) or 1
+    tensor_embd, tensor_vocab, tensor_blocks = _tensor_figures(header.tensors, split_count > 1)
+    # The tokenizer's list is what llama.cpp uses; a stated vocab_size only when nothing real says.
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = int_value(f"{arch}.vocab_size")
-    if vocab is None and tokens is not None:
-        vocab = tokens.length if isinstance(tokens, _ArrayInfo) else len(tokens)
+    n_tokens = tokens.length if isinstance(tokens, _ArrayInfo) else len(tokens) if isinstance(tokens, list) else 0
+    vocab = n_tokens or tensor_vocab or count(f"{arch}.vocab_size", MAX_VOCAB)
+    embd = tensor_embd or count(f"{arch}.embedding_length", MAX_EMBEDDING)
+    heads = count(f"{arch}.attention.head_count", embd or MAX_HEADS)  # at least one channel per head
+    head_limit = 4 * embd if embd else MAX_EMBEDDING
+
+    def token_id(key: str) -> int | None:
+        v = int_value(key)
+        return v if v is not None and 0 <= v < (vocab or 2**31) else None
+
     template = meta.get("tokenizer.chat_template")
     template = template if isinstance(template, str) and template.strip() else None
     name = meta.get("general.name")
@@ -390,17 +434,17 @@ def _info_from_header(path: Path, size: int, header: _Header) -> GGUFInfo:
         parameter_count=sum(t.n_elements for t in header.tensors),
         file_type=_file_type_label(meta, header.tensors),
         tensor_count=len(header.tensors),
-        context_length=int_value(f"{arch}.context_length"),
-        block_count=int_value(f"{arch}.block_count"),
-        embedding_length=int_value(f"{arch}.embedding_length"),
-        head_count=int_value(f"{arch}.attention.head_count"),
-        head_count_kv=int_value(f"{arch}.attention.head_count_kv"),
-        key_length=int_value(f"{arch}.attention.key_length"),
-        value_length=int_value(f"{arch}.attention.value_length"),
+        context_length=count(f"{arch}.context_length", MAX_CONTEXT),
+        block_count=tensor_blocks or count(f"{arch}.block_count", MAX_BLOCKS),
+        embedding_length=embd,
+        head_count=heads,
+        head_count_kv=count(f"{arch}.attention.head_count_kv", heads or MAX_HEADS),
+        key_length=count(f"{arch}.attention.key_length", head_limit),
+        value_length=count(f"{arch}.attention.value_length", head_limit),
         vocab_size=vocab,
         has_chat_template=template is not None,
         chat_template=template,
-        bos_token_id=int_value("tokenizer.ggml.bos_token_id"),
-        eos_token_id=int_value("tokenizer.ggml.eos_token_id"),
-        split_count=int_value("split.count") or 1,
+        bos_token_id=token_id("tokenizer.ggml.bos_token_id"),
+        eos_token_id=token_id("tokenizer.ggml.eos_token_id"),
+        split_count=split_count,
     )

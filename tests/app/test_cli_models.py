@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,120 @@ def test_help_imports_nothing_heavy():
             "print(heavy, file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stderr.strip() == "[]"
+
+
+# --- issue 6: unreadable folders, non-UTF-8 names, impossible header figures ----------------------
+
+def _locked_library(monkeypatch, can_list: bool):
+    from model_files import deny_folder
+
+    models = paths.ensure_dir(paths.models_dir())
+    write_unknown_arch_gguf(models, name="good")
+    locked = paths.ensure_dir(models / "locked")
+    write_unknown_arch_gguf(locked, name="secret")
+    deny_folder(monkeypatch, locked, can_list)
+    return locked
+
+
+@pytest.mark.parametrize("can_list", [False, True], ids=["no-read", "no-execute"])
+def test_models_lists_everything_else_and_notes_an_unreadable_folder(capsys, monkeypatch, starter_model,
+                                                                      can_list):
+    locked = _locked_library(monkeypatch, can_list)
+    assert main(["models"]) == 0
+    out, err = capsys.readouterr()
+    names = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
+    assert names == ["good", "SmolLM2-135M-Instruct.Q4_1"]
+    assert err.startswith("note: skipped 1 ")
+    assert f"Could not read folder {locked}: permission denied" in err and "Traceback" not in err
+
+    assert main(["models", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [d["name"] for d in json.loads(out)] == ["good", "SmolLM2-135M-Instruct.Q4_1"]
+    assert str(locked) in err
+
+
+def test_info_by_name_despite_an_unreadable_folder(capsys, monkeypatch):
+    _locked_library(monkeypatch, can_list=True)
+    assert main(["info", "good"]) == 0
+    assert "flibbertigibbet" in capsys.readouterr().out
+
+
+def _non_utf8_model() -> Path:
+    if sys.platform != "linux":
+        pytest.skip("non-UTF-8 file names are a Linux matter here")
+    folder = paths.ensure_dir(paths.models_dir())
+    good = write_unknown_arch_gguf(folder, name="plain")
+    target = os.path.join(os.fsencode(folder), b"caf\xe9.gguf")
+    os.rename(os.fsencode(good), target)
+    return Path(os.fsdecode(target))
+
+
+def test_models_prints_a_non_utf8_file_name(capsys):
+    _non_utf8_model()
+    assert main(["models"]) == 0  # capsys writes UTF-8 strictly, like a UTF-8 terminal
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:2] == ["caf\\xe9", "app"]
+
+
+def test_non_utf8_file_name_as_a_real_command():
+    path = _non_utf8_model()
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict, as a UTF-8 locale sets it up
+    run = lambda *args: subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env,  # noqa: E731
+                                       capture_output=True, timeout=120)
+    table = run("models")
+    assert table.returncode == 0, table.stderr.decode(errors="replace")
+    assert b"caf\\xe9" in table.stdout
+
+    listing = run("models", "--json")
+    assert listing.returncode == 0
+    [entry] = [d for d in json.loads(listing.stdout.decode("utf-8")) if d["source"] == "app"]
+    assert entry["name"] == "caf\\xe9" and entry["path"].endswith("/caf\\xe9.gguf")
+    entry["path"].encode("utf-8")  # valid text for any JSON reader: no lone surrogates
+
+    for args in ([str(path)], ["caf\\xe9"]):  # by path, and by the name as `models` prints it
+        info = run("info", *args)
+        assert info.returncode == 0, info.stderr.decode(errors="replace")
+        assert b"caf\\xe9.gguf" in info.stdout
+    info = run("info", str(path), "--json")
+    assert json.loads(info.stdout.decode("utf-8"))["path"].endswith("/caf\\xe9.gguf")
+
+
+def _header_model(**fields):
+    """A tiny model whose header states these figures: {key: (GGUFValueType name, value)}."""
+    import gguf
+
+    header = {f"{{arch}}.{key}": (gguf.GGUFValueType[vtype], value) for key, (vtype, value) in fields.items()}
+    return write_unknown_arch_gguf(paths.ensure_dir(paths.models_dir()), name="odd", header=header)
+
+
+@pytest.mark.parametrize("vtype, value", [("INT32", -1), ("UINT32", 0), ("UINT64", 2**63),
+                                          ("INT64", -2**40), ("STRING", "long")])
+def test_info_says_context_length_unknown(capsys, vtype, value):
+    _header_model(context_length=(vtype, value))
+    assert main(["info", "odd"]) == 0
+    out = capsys.readouterr().out
+    assert "Context length:     unknown" in out
+    assert "with a 4,096-token context" in out and "context length is unknown" in out
+    figures = "\n".join(line for line in out.splitlines() if not line.startswith(("Name:", "Path:")))
+    assert "-1" not in figures and str(2**63) not in figures
+
+    assert main(["info", "odd", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["context_length"] is None and data["fit"]["n_ctx"] == 4096
+
+
+def test_info_trusts_the_tensors_over_a_huge_vocab_size(capsys):
+    _header_model(vocab_size=("UINT64", 2**40), block_count=("UINT64", 2**40),
+                  embedding_length=("UINT32", 2**31))
+    assert main(["info", "odd"]) == 0
+    out = capsys.readouterr().out
+    assert "Vocabulary:         16\n" in out and "Layers:             1\n" in out
+    assert "Embedding length:   8\n" in out
+    assert "Memory:             Fits: needs about 3" in out and "MiB" in out and "TiB" not in out
+
+
+@pytest.mark.parametrize("ctx", ["0", "-5", "many"])
+def test_info_refuses_a_context_that_is_not_positive(capsys, ctx):
+    with pytest.raises(SystemExit):
+        main(["info", "x", "--ctx", ctx])
+    assert "positive whole number" in capsys.readouterr().err

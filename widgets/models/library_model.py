@@ -2,6 +2,7 @@
 
 ``scan_library_rows`` runs on a worker thread: it scans the disk, reads the GGUF headers and asks
 ``runtime.models.hardware.check_fit`` for each readable model. ``LibraryTableModel`` only displays the rows.
+Names and paths are shown through ``readable`` (Qt silently drops the bytes of a non-UTF-8 file name).
 """
 from __future__ import annotations
 
@@ -25,13 +26,17 @@ class LibraryRow:
     fit_ctx: int = 0    # the context length the verdict was computed for
 
 
-def scan_library_rows() -> list[LibraryRow]:
-    """Scan the library and judge each model's fit. Blocking: call it from a worker."""
-    from runtime.models.hardware import check_fit, default_fit_context
-    from runtime.models.library import scan_library
+def scan_library_rows() -> tuple[list[LibraryRow], list[str]]:
+    """Scan the library and judge each model's fit; also return what the scan skipped.
 
+    Blocking: call it from a worker.
+    """
+    from runtime.models.hardware import check_fit, default_fit_context
+    from runtime.models.library import scan_library_report
+
+    scan = scan_library_report()
     rows = []
-    for entry in scan_library():
+    for entry in scan.entries:
         row = LibraryRow(entry)
         if entry.info is not None:
             row.fit_ctx = default_fit_context(entry.info)
@@ -40,21 +45,22 @@ def scan_library_rows() -> list[LibraryRow]:
             except Exception:  # noqa: BLE001 - a missing verdict must not hide the model
                 row.fit = None
         rows.append(row)
-    return rows
+    return rows, scan.problems
 
 
 def _cells(row: LibraryRow) -> list[str]:
     from runtime.models.gguf_info import format_size, param_label
+    from runtime.models.library import readable
 
     entry, info = row.entry, row.entry.info
     source = SOURCE_LABELS.get(entry.source, entry.source)
     if entry.repo_id:
         source = f"{source} ({entry.repo_id})"
     if info is None:
-        return [entry.name, source, "", "", "", "", format_size(entry.size_bytes), "",
-                entry.error or "unreadable"]
+        return [entry.display_name, source, "", "", "", "", format_size(entry.size_bytes), "",
+                readable(entry.error or "unreadable")]
     context = f"{info.context_length:,}" if info.context_length else "?"
-    return [entry.name, source, info.architecture, param_label(info.parameter_count), info.file_type,
+    return [entry.display_name, source, info.architecture, param_label(info.parameter_count), info.file_type,
             context, format_size(entry.size_bytes), fit_label(row.fit.status if row.fit else None), ""]
 
 
@@ -104,11 +110,13 @@ class LibraryTableModel(QAbstractTableModel):
 
     @staticmethod
     def _tooltip(row: LibraryRow, col: int) -> str | None:
+        from runtime.models.library import readable
+
         name = COLUMNS[col]
         if name == "Fit" and row.fit is not None:
             return f"At a context of {row.fit_ctx:,} tokens: {row.fit.message}"
         if name == "Problem" and row.entry.error:
-            return "\n".join(filter(None, [row.entry.error, row.entry.error_hint]))
+            return readable("\n".join(filter(None, [row.entry.error, row.entry.error_hint])))
         if name == "Name":
-            return str(row.entry.path)
+            return readable(str(row.entry.path))
         return None

@@ -1,7 +1,7 @@
 """The Models tab: the local library in a table, refreshed off the UI thread."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableView, QVBoxLayout, QWidget)
 
@@ -31,6 +31,11 @@ class ModelsTab(QWidget):
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.refresh)
         self.status = QLabel("The library has not been scanned yet.")
+        self.notice = QLabel()   # what the last scan skipped (unreadable folders); hidden when nothing
+        self.notice.setWordWrap(True)
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)  # folder names are not markup
+        self.notice.setStyleSheet("color: #8a5a00;")
+        self.notice.setVisible(False)
         note = QLabel(HUB_NOTE)
         note.setWordWrap(True)
         note.setStyleSheet("color: #555555; font-style: italic;")
@@ -42,6 +47,7 @@ class ModelsTab(QWidget):
         top.addWidget(self.refresh_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.notice)
         layout.addWidget(self.table, 1)
         layout.addWidget(note)
         self._worker: Worker | None = None
@@ -62,7 +68,8 @@ class ModelsTab(QWidget):
         self._worker.sig_finished.connect(self._on_finished)
         self._worker.start()
 
-    def _on_rows(self, rows: list) -> None:
+    def _on_rows(self, result: tuple) -> None:
+        rows, problems = result
         self.model.set_rows(rows)
         unreadable = sum(1 for r in rows if r.entry.info is None)
         text = f"{len(rows)} model{'s' if len(rows) != 1 else ''} found"
@@ -70,7 +77,12 @@ class ModelsTab(QWidget):
             text += f", {unreadable} unreadable"
         if not rows:
             text = "No models found yet."
+        if problems:
+            text += f" ({len(problems)} skipped)"
         self.status.setText(text)
+        self.notice.setText("Skipped, could not be read:\n" + "\n".join(f"• {p}" for p in problems))
+        self.notice.setToolTip("Fix the permissions (or remove the folder) and press Refresh.")
+        self.notice.setVisible(bool(problems))
         self.sig_library_loaded.emit(rows)
 
     def _on_failed(self, error: BaseException) -> None:
