@@ -2,13 +2,20 @@
 
 Nothing heavy is imported here: the library scan and the version lookup start after the window is
 shown (``start_background_work``), on worker threads.
+
+The conversation database is opened through ``open_store``: when it cannot be opened a dialog
+(``ask_about_store``, replaceable in tests) says why and offers to move a damaged file aside and
+start afresh (or to try again), or to quit.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from app.settings import AppSettings
+from runtime.errors import StoreError
 from widgets import workers
 from widgets.chat.tab import ChatTab
 from widgets.common.coming_soon import BENCHMARK_PLAN, COMPRESS_PLAN, ComingSoonPage
@@ -33,6 +40,48 @@ def engine_version(_job=None) -> str:
             return "llama-cpp-python is not installed: local models cannot run"
 
 
+def ask_about_store(error: StoreError) -> str:
+    """Show why the database cannot be opened; returns "move_aside", "retry" or "quit"."""
+    unusable = bool(error.facts.get("unusable"))
+    box = QMessageBox(QMessageBox.Icon.Critical, "Model Workbench: conversation database",
+                      f"Model Workbench cannot open its conversation database:\n{error.path}\n\n{error.message}")
+    if unusable:
+        box.setInformativeText(
+            f"{error.hint}\n\nMove it aside: the file is renamed (to {Path(error.path).stem}.damaged-<date>"
+            f"{Path(error.path).suffix}, in the same folder; nothing is deleted) and Model Workbench starts "
+            "with a new, empty database.")
+        choices = {box.addButton("Move it aside and start afresh", QMessageBox.ButtonRole.AcceptRole): "move_aside"}
+    else:
+        box.setInformativeText(error.hint)
+        choices = {box.addButton("Try again", QMessageBox.ButtonRole.AcceptRole): "retry"}
+    quit_button = box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(quit_button)
+    box.exec()
+    return choices.get(box.clickedButton(), "quit")
+
+
+def open_store(ask=None):
+    """The conversation database and the path a damaged one was moved to (or None).
+
+    When it cannot be opened, ``ask(error)`` (default ``ask_about_store``) decides: "move_aside"
+    (rename the file, see ``runtime.store.conversations.move_aside``), "retry", or "quit", which
+    returns (None, None).
+    """
+    from runtime.store.conversations import ConversationStore, move_aside
+
+    error, moved = None, None
+    while True:
+        choice = (ask or ask_about_store)(error) if error is not None else "retry"
+        if choice == "quit":
+            return None, None
+        try:
+            if choice == "move_aside":
+                moved = move_aside(error.path)
+            return ConversationStore(), moved
+        except StoreError as exc:
+            error = exc
+
+
 class MainWindow(QMainWindow):
     """Tabs Models, Compress, Chat and Benchmark; window state persists through AppSettings."""
 
@@ -42,10 +91,11 @@ class MainWindow(QMainWindow):
         self.resize(1200, 780)
         self.settings = settings or AppSettings()
         self._owns_store = store is None
+        moved = None
         if store is None:
-            from runtime.store.conversations import ConversationStore
-
-            store = ConversationStore()
+            store, moved = open_store()
+            if store is None:
+                raise SystemExit(1)  # the person chose Quit in the database dialog
         self.store = store
 
         self.models_tab = ModelsTab()
@@ -68,6 +118,8 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._auto_load = auto_load  # load the preselected model after the first scan, if it fits
         self._restore()
+        if moved is not None:
+            self.statusBar().showMessage(f"The damaged conversation database was moved to {moved}.")
 
     # -- start-up ---------------------------------------------------------------------------------
 

@@ -7,7 +7,12 @@ nothing is written when that fails), write to the store (title, user message), s
 through ``client.stream_chat`` and save it with its stats. Stop (the cancel token) saves the partial
 reply with finish_reason "cancelled". When the stream fails mid-way (engine crash, server error)
 the text that arrived is saved and the error is re-raised with that message attached as
-``error.partial_reply`` (None when nothing arrived).
+``error.partial_reply`` (None when nothing arrived or saving failed) and the Turn as ``error.turn``.
+
+A reply is never lost to the store: when saving it fails (another program holds the database's
+write lock, disk full) the turn still returns, with ``turn.reply`` None, the text in
+``turn.unsaved_text`` and the StoreError in ``turn.save_error``; ``save_reply(turn)`` tries again.
+A failure to write the user's message raises before anything is generated.
 
 ``client`` is anything with ``stream_chat``; ``count_tokens`` and ``context_length`` (as on
 ``runtime.engine.client.ChatClient``) let the session fit long conversations, otherwise everything
@@ -15,17 +20,22 @@ is sent.
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+from runtime import paths
 from runtime.chat.context import fit_messages, overflow_error, reply_room
 from runtime.engine.types import ReplyStats, SamplingParams
-from runtime.errors import Cancelled
+from runtime.errors import Cancelled, StoreError
 from runtime.jobs import CancelToken
 from runtime.store.conversations import ConversationStore, Message
 
 DEFAULT_TITLE = "New chat"
 TITLE_LENGTH = 48
+_SAVE_LOCK = threading.Lock()  # save_reply may run on two threads at once (a retry and a new turn)
 
 
 def title_from(text: str) -> str:
@@ -38,15 +48,17 @@ def title_from(text: str) -> str:
 class Turn:
     """The outcome of one send, regenerate or edit."""
 
-    reply: Message | None    # the saved assistant message; None when stopped before any text
-    stats: ReplyStats
+    reply: Message | None    # the saved assistant message; None when stopped before any text, or unsaved
+    stats: ReplyStats | None  # None when the stream broke off
     dropped: int = 0         # earlier messages left out because the context is full
     user: Message | None = None  # the user message written by this turn (None for regenerate)
+    unsaved_text: str = ""   # the reply, when saving it failed (see save_error)
+    save_error: StoreError | None = None  # why the reply is not saved yet; None once it is
 
     @property
     def text(self) -> str:
-        """The reply's text ('' when nothing was kept)."""
-        return self.reply.content if self.reply is not None else ""
+        """The reply's text, saved or not ('' when nothing was kept)."""
+        return self.reply.content if self.reply is not None else self.unsaved_text
 
 
 class ConversationSession:
@@ -169,22 +181,58 @@ class ConversationSession:
         try:
             reply = self.client.stream_chat(messages, params, on_text=collect, cancel=cancel, extra=extra)
         except Cancelled:
-            stats = ReplyStats(finish_reason="cancelled")
-            return Turn(self._save("".join(pieces), stats), stats, self.dropped, user)
+            text = "".join(pieces)
+            return self._save(text, ReplyStats(finish_reason="cancelled"), user, keep=bool(text))
         except BaseException as exc:
-            saved = self._save("".join(pieces), None)
+            text = "".join(pieces)
+            turn = self._save(text, None, user, keep=bool(text))
             try:
-                exc.partial_reply = saved  # type: ignore[attr-defined]
+                exc.partial_reply = turn.reply  # type: ignore[attr-defined]
+                exc.turn = turn  # type: ignore[attr-defined]
             except AttributeError:
                 pass
             raise
         text = reply.text or "".join(pieces)
-        keep = text or reply.stats.finish_reason != "cancelled"
-        saved = self.store.add_message(self.conversation_id, "assistant", text, reply.stats) if keep else None
-        return Turn(saved, reply.stats, self.dropped, user)
+        return self._save(text, reply.stats, user, keep=bool(text) or reply.stats.finish_reason != "cancelled")
 
-    def _save(self, text: str, stats: ReplyStats | None) -> Message | None:
-        return self.store.add_message(self.conversation_id, "assistant", text, stats) if text else None
+    def _save(self, text: str, stats: ReplyStats | None, user: Message | None, keep: bool) -> Turn:
+        """The turn, with its reply saved when ``keep``; when saving fails the turn keeps the text."""
+        turn = Turn(None, stats, self.dropped, user)
+        if keep:
+            try:
+                turn.reply = self.store.add_message(self.conversation_id, "assistant", text, stats)
+            except StoreError as exc:  # locked, full, damaged: the text stays in the turn
+                turn.unsaved_text, turn.save_error = text, exc
+        return turn
+
+    def save_reply(self, turn: Turn) -> Message | None:
+        """Save a reply whose saving failed (``turn.save_error``); StoreError when it fails again.
+
+        Returns the saved message (at once when it already is), or None when the conversation has
+        been deleted meanwhile (the reply is then dropped with it).
+        """
+        with _SAVE_LOCK:
+            if turn.save_error is None:
+                return turn.reply
+            try:
+                turn.reply = self.store.add_message(self.conversation_id, "assistant", turn.unsaved_text, turn.stats)
+            except StoreError as exc:
+                if exc.facts.get("conversation_id") != self.conversation_id:
+                    turn.save_error = exc
+                    raise
+            turn.unsaved_text, turn.save_error = "", None
+            return turn.reply
+
+    def keep_in_file(self, turn: Turn) -> Path:
+        """Write a reply that could not be saved to ``unsaved-replies/`` in the app's folder (the
+        last resort when the database stays unusable, e.g. on quit); return the file's path."""
+        folder = paths.ensure_dir(paths.app_home() / "unsaved-replies")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = folder / f"conversation-{self.conversation_id}-{stamp}.md"
+        reason = turn.save_error.message if turn.save_error is not None else "unknown"
+        path.write_text(f"<!-- A reply in conversation {self.conversation_id} that could not be saved: "
+                        f"{reason} -->\n\n{turn.text}\n", encoding="utf-8")
+        return path
 
 
 def _non_empty(text: str) -> str:

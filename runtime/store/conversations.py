@@ -10,6 +10,10 @@ found; it folds case the Unicode "simple" way (Ä/ä, Ω/ω, Я/я) and keeps di
 (naïve is not naive), but does not fold ß to ss. Searches shorter than three characters, and titles,
 are scanned with Python's casefold. FTS5 ships with CPython's SQLite on Linux, macOS and Windows;
 a build without it fails to open the store with a StoreError saying so.
+
+A file that cannot be opened or upgraded because of its own state (damaged, tables this version cannot
+upgrade, written by a newer version) raises StoreError with the fact ``unusable=True``;
+``move_aside(path)`` renames it (never deletes it) so that a fresh database can start.
 """
 from __future__ import annotations
 
@@ -141,7 +145,7 @@ class ConversationStore:
             self._migrate(self._connection())
         except sqlite3.Error as exc:
             self.close()
-            raise self._error(exc) from exc
+            raise self._error(exc, opening=True) from exc
         except StoreError:
             self.close()
             raise
@@ -205,7 +209,8 @@ class ConversationStore:
                 raise StoreError(
                     f"The database {self.path} was written by a newer Model Workbench "
                     f"(schema version {version}; this version knows up to {len(MIGRATIONS)}).",
-                    path=self.path, hint="Update Model Workbench, or move the file aside to start afresh.")
+                    path=self.path, unusable=True,
+                    hint=f"Update Model Workbench, or move {self.path} aside to start with an empty database.")
             if version == len(MIGRATIONS):
                 return
             target = version + 1
@@ -244,11 +249,16 @@ class ConversationStore:
                 raise self._error(exc) from exc
             raise
 
-    def _error(self, exc: sqlite3.Error) -> StoreError:
+    def _error(self, exc: sqlite3.Error, opening: bool = False) -> StoreError:
+        """``exc`` as a StoreError with a hint. ``opening``: it came from opening or upgrading the file;
+        when the file itself is at fault (damaged, tables this version cannot upgrade) the error
+        carries the fact ``unusable=True``, and ``move_aside`` is the fix."""
         text = str(exc)
         low = text.lower()
+        move = f"Move {self.path} aside (rename it; the app's window offers to) to start with an empty database."
+        unusable = False
         if "not a database" in low or "malformed" in low or "corrupt" in low:
-            hint = f"The database file is damaged. Move {self.path} aside and restart to begin afresh."
+            hint, unusable = f"The database file is damaged. {move}", opening
         elif "full" in low:
             hint = "The disk is full. Free some space and try again."
         elif "no such module: fts5" in low:
@@ -257,9 +267,12 @@ class ConversationStore:
             hint = "Another program (or a second copy of the app) is using the database. Close it and retry."
         elif "readonly" in low or "unable to open" in low or "disk i/o" in low:
             hint = f"Check that {self.path.parent} exists and is writable."
+        elif opening:  # a migration failed on this file
+            hint, unusable = f"The database file is damaged or has tables this version cannot upgrade. {move}", True
         else:
             hint = "Restart the app. If it keeps happening, move the database file aside."
-        return StoreError(f"Database error in {self.path}: {text}", path=self.path, hint=hint)
+        facts = {"unusable": True} if unusable else {}
+        return StoreError(f"Database error in {self.path}: {text}", path=self.path, hint=hint, **facts)
 
     def _now(self) -> float:
         """time.time(), nudged so that successive writes always get increasing times."""
@@ -453,6 +466,30 @@ class _ThreadConnection:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def move_aside(path: Path | str) -> Path:
+    """Rename a database that cannot be used to ``<stem>.damaged-YYYYmmdd-HHMMSS<suffix>`` next to it.
+
+    Its ``-wal`` and ``-shm`` files go along (they hold part of its data). Nothing is deleted or
+    overwritten. Returns the new path; raises StoreError when the file cannot be renamed.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}"), 1
+    while any(Path(f"{target}{end}").exists() for end in ("", "-wal", "-shm")):
+        n += 1
+        target = path.with_name(f"{path.stem}.damaged-{stamp}-{n}{path.suffix}")
+    try:
+        path.rename(target)
+        for end in ("-wal", "-shm"):
+            if Path(f"{path}{end}").exists():
+                Path(f"{path}{end}").rename(f"{target}{end}")
+    except OSError as exc:
+        raise StoreError(f"Cannot move {path} aside: {exc}", path=path,
+                         hint="Close every program that uses it and check that its folder is writable, "
+                              "or rename the file yourself.") from exc
+    return target
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -91,3 +91,97 @@ def test_window_state_persists_across_restarts(qtbot):
     assert second.tabs.currentIndex() == 3
     assert second.size() == size
     assert second.chat_tab.splitter_sizes() == sizes
+
+
+# -- a conversation database that cannot be opened -------------------------------------------------
+
+def answer_dialog(monkeypatch, button_text: str) -> list[str]:
+    """Answer the next QMessageBox by clicking the button whose label contains ``button_text``."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+
+    def fake_exec(box):
+        shown.append(f"{box.text()}\n{box.informativeText()}")
+        next(b for b in box.buttons() if button_text in b.text()).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    return shown
+
+
+def write_unupgradable_database(path):
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE conversations (something_else TEXT)")  # migration 1 cannot create its own
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "unupgradable"])
+def test_a_damaged_database_is_moved_aside_when_the_person_agrees(qtbot, monkeypatch, damage):
+    from runtime import paths
+
+    db = paths.database_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if damage == "garbage":
+        db.write_bytes(b"\x00\x13 certainly not SQLite " * 300)
+    else:
+        write_unupgradable_database(db)
+    before = db.read_bytes()
+    shown = answer_dialog(monkeypatch, "Move it aside")
+    win = MainWindow(auto_load=False)
+    qtbot.addWidget(win)
+    assert len(shown) == 1 and str(db) in shown[0] and "damaged" in shown[0]
+    moved = [p for p in db.parent.iterdir() if p.name.startswith("workbench.damaged-")]
+    assert len(moved) == 1 and moved[0].suffix == ".sqlite3"
+    if damage == "garbage":
+        assert moved[0].read_bytes() == before
+    else:  # the same tables (opening it switched its journal to WAL, a header byte)
+        import sqlite3
+
+        con = sqlite3.connect(moved[0])
+        assert con.execute("SELECT sql FROM sqlite_master").fetchall() == [
+            ("CREATE TABLE conversations (something_else TEXT)",)]
+        con.close()
+    assert str(moved[0]) in win.statusBar().currentMessage()
+    conv = win.store.create_conversation("A fresh start")  # a new, working database
+    assert [c.id for c in win.store.list_conversations()] == [conv.id]
+    win.close()
+
+
+def test_quitting_at_the_damaged_database_dialog_leaves_the_file_alone(qtbot, monkeypatch):
+    from runtime import paths
+
+    db = paths.database_path()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(b"not a database at all " * 300)
+    shown = answer_dialog(monkeypatch, "Quit")
+    with pytest.raises(SystemExit):
+        MainWindow(auto_load=False)
+    assert len(shown) == 1 and str(db) in shown[0]
+    assert db.read_bytes() == b"not a database at all " * 300
+    assert [p.name for p in db.parent.iterdir() if "damaged" in p.name] == []
+
+
+def test_open_store_offers_try_again_when_the_file_is_not_to_blame(tmp_path, monkeypatch):
+    """A store that fails for another reason (here: a folder in the way) is never moved aside."""
+    from app.main_window import open_store
+    from runtime import paths
+
+    db = paths.database_path()
+    db.mkdir(parents=True)  # a folder where the file should be
+    asked = []
+
+    def ask(error):
+        asked.append(error)
+        if len(asked) == 1:
+            db.rmdir()  # the person fixed it
+            return "retry"
+        return "quit"
+
+    store, moved = open_store(ask)
+    assert len(asked) == 1 and not asked[0].facts.get("unusable") and moved is None
+    assert store is not None and store.list_conversations() == []
+    store.close()

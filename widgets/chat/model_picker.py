@@ -9,7 +9,7 @@ from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QRadioButton, QSizePolicy, QSpinBox, QStackedWidget, QVBoxLayout, QWidget)
 
-from runtime.engine.types import LoadOptions
+from runtime.engine.types import LoadOptions, max_threads
 from widgets.common.fit_badge import fit_label, fit_style
 
 MAX_GPU_LAYERS = 999
@@ -75,7 +75,7 @@ class LocalModelForm(QWidget):
         self.n_ctx.setSingleStep(512)
         self.n_ctx.setToolTip("How many tokens of conversation the model can see. More needs more memory.")
         self.n_threads = QSpinBox()
-        self.n_threads.setRange(1, 256)
+        self.n_threads.setRange(1, max_threads())
         self.n_threads.setToolTip("CPU threads used for generation.")
         self.n_gpu_layers = GpuLayersSpinBox()
         self.load_button = QPushButton("Load")
@@ -104,7 +104,7 @@ class LocalModelForm(QWidget):
         self.models.clear()
         for row in self._rows:
             info = row.entry.info
-            self.models.addItem(f"{row.entry.name}  ({info.file_type}, {row.entry.source})", str(row.entry.path))
+            self.models.addItem(f"{row.entry.display_name}  ({info.file_type}, {row.entry.source})")
         self.models.blockSignals(False)
         if not self._rows:
             self.models.setPlaceholderText("No models found")
@@ -112,7 +112,8 @@ class LocalModelForm(QWidget):
         self._on_model_changed()
 
     def select_path(self, path: str) -> bool:
-        index = self.models.findData(str(path)) if path else -1
+        # by the rows, not item data: Qt drops the odd bytes of a path that is not UTF-8
+        index = next((i for i, r in enumerate(self._rows) if path and str(r.entry.path) == str(path)), -1)
         if index >= 0:
             self.models.setCurrentIndex(index)
         return index >= 0

@@ -6,6 +6,11 @@ only ever touches Qt from the UI thread. It watches the engine process and repor
 through ``sig_engine_died(error)`` (an EngineCrashed naming the signal); ``reload()`` starts a fresh engine with the same model/options.
 A reply is one turn of a runtime ``ConversationSession`` (send, regenerate, edit and resend) run on
 a worker with the current client; the conversation logic stays in runtime.
+
+A reply whose saving failed (the database locked by another program, disk full) is kept as
+``unsaved`` (its conversation session and Turn) and saved again on a worker after each of
+``SAVE_RETRY_DELAYS_MS``; then ``sig_reply_saved(message)``, or ``sig_save_failed(error)`` once the
+retries are spent (``retry_save()`` tries once more). A new turn saves it first, so the order holds.
 """
 from __future__ import annotations
 
@@ -14,11 +19,14 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from runtime.engine.types import LoadOptions, SamplingParams
-from runtime.errors import EngineCrashed
+from runtime.errors import EngineCrashed, StoreError
 from widgets.workers import Job, Worker
 
 WATCH_MS = 1000          # how often the engine process is checked while idle
 CHECK_TIMEOUT_S = 15     # a remote server that has not answered by then is reported unreachable
+TURN_BUSY_TIMEOUT_S = 3.0  # a turn's writes wait this long for another program's write lock
+SAVE_BUSY_TIMEOUT_S = 2.0  # so does each retry of an unsaved reply
+SAVE_RETRY_DELAYS_MS = (1000, 2000, 4000, 8000)  # the waits before each background retry
 
 
 def _start_engine(job: Job, old_engine, model_path: str, options: LoadOptions):
@@ -60,8 +68,10 @@ class ChatSession(QObject):
     sig_load_cancelled = Signal()
     sig_text = Signal(str)               # throttled pieces of the reply being streamed
     sig_reply_done = Signal(object)      # runtime.chat.session.Turn (also after Stop), or None
-    sig_reply_failed = Signal(object)    # the error; its ``partial_reply`` is the saved partial Message
+    sig_reply_failed = Signal(object)    # the error; ``partial_reply``: the saved partial Message, ``turn``: its Turn
     sig_engine_died = Signal(object)     # EngineCrashed (EngineBuildMismatch on a first-prompt crash), once
+    sig_reply_saved = Signal(object)     # the unsaved reply is saved now: its Message (None: chat deleted)
+    sig_save_failed = Signal(object)     # StoreError: the unsaved reply failed again, no retry planned
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -76,6 +86,14 @@ class ChatSession(QObject):
         self._reply_worker: Worker | None = None
         self._death_reported = False
         self._pending: tuple = ("", "", "", self.load_options)
+        self._turn_chat = None           # the ConversationSession of the turn running
+        self.unsaved = None              # (ConversationSession, Turn) of a reply not saved yet
+        self.kept_in_file: Path | None = None  # where shutdown wrote a reply it could not save
+        self._save_worker: Worker | None = None
+        self._save_attempts = 0
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.timeout.connect(self.retry_save)
         self._watch = QTimer(self)
         self._watch.setInterval(WATCH_MS)
         self._watch.timeout.connect(self._check_engine)
@@ -89,6 +107,10 @@ class ChatSession(QObject):
     @property
     def generating(self) -> bool:
         return self._reply_worker is not None and self._reply_worker.running
+
+    @property
+    def saving(self) -> bool:
+        return self._save_worker is not None and self._save_worker.running
 
     @property
     def ready(self) -> bool:
@@ -178,15 +200,26 @@ class ChatSession(QObject):
     def _run_turn(self, body, chat) -> None:
         """Stream one turn off the UI thread; it ends with sig_reply_done or sig_reply_failed.
 
-        The turn's store writes (user message, reply) happen on the worker too.
+        The turn's store writes (user message, reply) happen on the worker too, after saving the
+        reply still unsaved, if any (a StoreError then fails the turn before anything is written).
         """
         if not self.ready or self.generating:
             raise RuntimeError("not ready: load a model first, and wait for the current reply")
         chat.client = self.client
         extra = dict(self.request_extra)
-        self._reply_worker = Worker(lambda job: body(job, extra), name="chat-reply")
+        unsaved = self.unsaved
+
+        def run(job):
+            chat.store.set_busy_timeout(TURN_BUSY_TIMEOUT_S)
+            if unsaved is not None:
+                unsaved[0].save_reply(unsaved[1])
+            return body(job, extra)
+
+        self._save_timer.stop()
+        self._turn_chat = chat
+        self._reply_worker = Worker(run, name="chat-reply")
         self._reply_worker.sig_text.connect(self.sig_text)
-        self._reply_worker.sig_done.connect(self.sig_reply_done)
+        self._reply_worker.sig_done.connect(self._on_reply_done)
         self._reply_worker.sig_failed.connect(self._on_reply_failed)
         self._reply_worker.sig_cancelled.connect(self._on_reply_cancelled)
         self._reply_worker.sig_finished.connect(self.sig_busy_changed)
@@ -198,16 +231,64 @@ class ChatSession(QObject):
         if self._reply_worker is not None:
             self._reply_worker.cancel()
 
+    def _on_reply_done(self, turn) -> None:
+        self._keep_unsaved(turn)
+        self.sig_reply_done.emit(turn)
+
     def _on_reply_failed(self, error) -> None:
         crashed = isinstance(error, EngineCrashed)
         if crashed and self.engine is not None:
             self.engine.wait_exit(1.0)  # let the process be reaped so exit_reason() can say why
+        self._keep_unsaved(getattr(error, "turn", None))
         self.sig_reply_failed.emit(error)
         if crashed or self.engine_dead:
             self._report_death(error if crashed else None)
 
     def _on_reply_cancelled(self) -> None:
+        self._keep_unsaved(None)
         self.sig_reply_done.emit(None)  # stopped before the reply began: nothing was written
+
+    # -- replies not saved yet --------------------------------------------------------------------
+
+    def _keep_unsaved(self, turn) -> None:
+        """After a turn: forget the earlier unsaved reply if the turn saved it; keep this one if unsaved."""
+        if self.unsaved is not None and self.unsaved[1].save_error is None:
+            saved, self.unsaved = self.unsaved[1].reply, None
+            self.sig_reply_saved.emit(saved)
+        if turn is not None and turn.save_error is not None:
+            self.unsaved, self._save_attempts = (self._turn_chat, turn), 0
+            self._save_timer.start(SAVE_RETRY_DELAYS_MS[0])
+
+    def retry_save(self) -> bool:
+        """Try to save the unsaved reply now, on a worker. False when there is none or a turn or save runs."""
+        if self.unsaved is None or self.saving or self.generating:
+            return False
+        self._save_timer.stop()
+        chat, turn = self.unsaved
+
+        def save(_job):
+            chat.store.set_busy_timeout(SAVE_BUSY_TIMEOUT_S)
+            return chat.save_reply(turn)
+
+        self._save_worker = Worker(save, name="chat-save")
+        self._save_worker.sig_done.connect(self._on_saved)
+        self._save_worker.sig_failed.connect(self._on_save_failed)
+        self._save_worker.start()
+        return True
+
+    def _on_saved(self, message) -> None:
+        if self.unsaved is not None and self.unsaved[1].save_error is None:
+            self.unsaved = None
+            self.sig_reply_saved.emit(message)
+
+    def _on_save_failed(self, error) -> None:
+        self._save_attempts += 1
+        if self.unsaved is None or self.generating:
+            return  # the turn running saves it first, or says why it cannot
+        if self._save_attempts < len(SAVE_RETRY_DELAYS_MS):
+            self._save_timer.start(SAVE_RETRY_DELAYS_MS[self._save_attempts])
+        else:
+            self.sig_save_failed.emit(error)
 
     # -- engine watch -----------------------------------------------------------------------------
 
@@ -227,11 +308,20 @@ class ChatSession(QObject):
     # -- shutdown ---------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop any reply or load, join their threads, and stop the engine process."""
+        """Stop any reply or load, join their threads, try once more to save an unsaved reply, and
+        stop the engine process."""
         self._watch.stop()
-        for worker in (self._reply_worker, self._load_worker):
+        for worker in (self._reply_worker, self._load_worker, self._save_worker):
             if worker is not None and worker.running:
                 worker.cancel()
                 worker.wait()
+        self._save_timer.stop()
+        if self.unsaved is not None:
+            chat, turn = self.unsaved
+            try:
+                chat.save_reply(turn)
+            except StoreError:
+                self.kept_in_file = chat.keep_in_file(turn)  # never lost, even on quit
+            self.unsaved = None
         if self.engine is not None:
             self.engine.stop()

@@ -6,10 +6,15 @@ and resend, titles, saving stopped or broken-off replies, fitting long chats int
 on workers through ``ChatSession`` (the engine or server, and the reply being streamed). The store
 is read here to show a conversation; the turn writes to it off the UI thread.
 
+A reply the store could not save (another program holds the database's write lock) stays shown;
+a banner says so, offers "Copy reply", and "Retry" once the background retries are spent
+(``ChatSession.unsaved``). Nothing here waits on the database lock for long: UI-thread writes give up
+after ``UI_BUSY_TIMEOUT_S``, and the turn's writes and retries run on workers.
+
 Test hooks: ``send(text)``, ``stop()``, ``regenerate()``, ``edit_message(message_id)``,
 ``load_local(path, options)``, ``connect_remote(url, key, model)``, ``reload_engine()``,
 ``loader.confirm_too_big`` (replaceable),
-``open_conversation(id)``, ``new_conversation()``; the signals ``sig_reply_finished(message|None)``
+``open_conversation(id)``, ``new_conversation()``, ``copy_reply()``; the signals ``sig_reply_finished(message|None)``
 and ``sig_model_ready(str)``; the attributes ``session``, ``chat`` (the open ConversationSession),
 ``engine`` and ``store``.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
@@ -42,7 +48,7 @@ UI_BUSY_TIMEOUT_S = 0.25  # a write from the UI thread waits this long for anoth
 class ChatTab(QWidget):
     """Chat with a local model or a remote server; conversations persist in the store."""
 
-    sig_reply_finished = Signal(object)   # the saved assistant Message, or None when nothing was kept
+    sig_reply_finished = Signal(object)   # the assistant Message (id None while unsaved), or None if nothing kept
     sig_model_ready = Signal(str)
     sig_library_refresh_requested = Signal()
 
@@ -141,6 +147,8 @@ class ChatTab(QWidget):
         s.sig_reply_done.connect(self._on_reply_done)
         s.sig_reply_failed.connect(self._on_reply_failed)
         s.sig_engine_died.connect(self._on_engine_died)
+        s.sig_reply_saved.connect(self._on_reply_saved)
+        s.sig_save_failed.connect(lambda error: self._show_unsaved(error, final=True))
 
     @property
     def engine(self):
@@ -255,6 +263,9 @@ class ChatTab(QWidget):
             return
         if messages is None:
             messages = self.store.messages(self.conversation_id)
+            unsaved = self.session.unsaved
+            if unsaved is not None and unsaved[0].conversation_id == self.conversation_id:
+                messages = [*messages, _shown_reply(unsaved[1])]
         self._shown_forgotten = self.chat.dropped if self.chat else 0
         self.view.set_messages(messages, forgotten=self._shown_forgotten)
 
@@ -369,16 +380,19 @@ class ChatTab(QWidget):
         self.sig_reply_finished.emit(message)
 
     def _on_reply_done(self, turn) -> None:
+        message = _shown_reply(turn)
         if turn is None or turn.dropped != self._shown_forgotten:
             # stopped before anything was saved, or the note on forgotten messages moved: redraw
-            self._finish_reply(turn.reply if turn is not None else None)
-            return
-        # The usual case: render the reply in place, costing the reply only, not the whole transcript
-        # (a redraw of 100 messages takes ~100 ms on the UI thread).
-        self.view.end_stream(turn.reply)
-        if turn.user is not None:
-            self.view.set_pending_user_id(turn.user.id)
-        self._finish_reply(turn.reply, redraw=False)
+            self._finish_reply(message)
+        else:
+            # The usual case: render the reply in place, costing the reply only, not the whole
+            # transcript (a redraw of 100 messages takes ~100 ms on the UI thread).
+            self.view.end_stream(message)
+            if turn.user is not None:
+                self.view.set_pending_user_id(turn.user.id)
+            self._finish_reply(message, redraw=False)
+        if turn is not None and turn.save_error is not None:
+            self._show_unsaved(turn.save_error, final=False)
 
     def _on_reply_failed(self, error) -> None:
         sending = self._sending
@@ -389,8 +403,14 @@ class ChatTab(QWidget):
                 self._enter_edit(edit_id, text)
             else:
                 self.input.setPlainText(text)
-        self._finish_reply(getattr(error, "partial_reply", None))
-        if not self.session.engine_dead:
+        turn = getattr(error, "turn", None)
+        self._finish_reply(_shown_reply(turn) if turn is not None else None)
+        unsaved = self.session.unsaved  # this reply, or an earlier one the turn had to save first
+        if unsaved is not None:
+            first = error is unsaved[1].save_error
+            before = "Nothing was sent: the reply before must be saved first." if first else error_text(error)
+            self._show_unsaved(unsaved[1].save_error, final=True, before=before)
+        elif not self.session.engine_dead:
             self.banner.show_message(error_text(error), "error")
 
     def _on_engine_died(self, error) -> None:
@@ -406,6 +426,36 @@ class ChatTab(QWidget):
     def _on_banner_action(self, action: str) -> None:
         if action == "reload":
             self.reload_engine()
+        elif action == "copy_reply":
+            self.copy_reply()
+        elif action == "retry_save" and self.session.retry_save():
+            self.banner.show_message("Saving the reply…", "info", "copy_reply", "Copy reply")
+
+    # -- replies not saved yet --------------------------------------------------------------------
+
+    def copy_reply(self) -> bool:
+        """Put the reply that is not saved yet on the clipboard. False when there is none."""
+        if self.session.unsaved is None:
+            return False
+        QGuiApplication.clipboard().setText(self.session.unsaved[1].text)
+        return True
+
+    def _show_unsaved(self, error, final: bool, before: str = "") -> None:
+        """Say that a reply is not saved: retrying in the background, or (``final``) failed, with Retry."""
+        if final:
+            text = (f"The reply could not be saved. {error_text(error)}\nIt is still shown here: click Retry "
+                    "once that is done, or Copy reply to keep it elsewhere.")
+        else:
+            text = (f"The reply is not saved yet ({error.message}). Retrying in the background; "
+                    "the reply stays shown here meanwhile.")
+        text = f"{before}\n{text}" if before else text
+        more = (("retry_save", "Retry"),) if final else ()
+        self.banner.show_message(text, "error" if final else "warning", "copy_reply", "Copy reply", more)
+
+    def _on_reply_saved(self, message) -> None:
+        if self.banner.action == "copy_reply":  # None: its conversation was deleted meanwhile
+            self.banner.show_message("The reply is saved now.", "info") if message else self.banner.dismiss()
+        self.conversations.schedule_reload()
 
     def _explain_not_ready(self) -> None:
         if self.session.loading:
@@ -440,3 +490,10 @@ class ChatTab(QWidget):
         self.conversations.shutdown()
         self.loader.shutdown()
         self.session.shutdown()
+
+
+def _shown_reply(turn):
+    """What to show for a turn's reply: the saved message, the unsaved text (id None), or None."""
+    if turn is None or turn.save_error is None:
+        return None if turn is None else turn.reply
+    return SimpleNamespace(id=None, role="assistant", content=turn.text, stats=turn.stats)
