@@ -2,12 +2,17 @@
 
 The prompt and the reply are saved as a conversation in the app's store (a new one, or the one named
 by --conversation), through the same ``runtime.chat.session.ConversationSession`` as the Chat tab.
+When another program keeps the store locked, the reply is retried, then written to a file (exit 1).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+
+STORE_BUSY_TIMEOUT_S = 5.0          # how long a write waits for another program's lock on the store
+SAVE_RETRY_PAUSES_S = (1.0, 2.0, 4.0)  # then a refused reply is retried after these pauses
 
 
 def add_chat_parser(subparsers) -> None:
@@ -89,7 +94,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     elif verdict.status == "tight":
         print(f"warning: memory is tight: it {verdict.detail}", file=sys.stderr)
 
-    store = ConversationStore()
+    store = ConversationStore(busy_timeout_s=STORE_BUSY_TIMEOUT_S)
     engine = LocalEngine(path, options)
     try:
         if args.conversation is not None:
@@ -104,6 +109,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if args.conversation is None and not chat.messages():
                 store.delete_conversation(chat.conversation_id)  # leave no empty chat behind
             raise
+        kept_in = _save_or_keep(chat, reply) if reply.save_error is not None else None
     finally:
         engine.stop()
         store.close()
@@ -112,7 +118,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                           "load_s": engine.ready_info.get("load_s"),
                           "conversation_id": chat.conversation_id, "dropped": reply.dropped,
                           "placement": engine.placement,
-                          "n_gpu_layers": engine.ready_info.get("n_gpu_layers")}, indent=2))
+                          "n_gpu_layers": engine.ready_info.get("n_gpu_layers"),
+                          "saved": kept_in is None, "kept_in_file": str(kept_in) if kept_in else None}, indent=2))
     else:
         print()
         if reply.dropped:
@@ -122,7 +129,27 @@ def cmd_chat(args: argparse.Namespace) -> int:
         print(f"conversation {chat.conversation_id} (continue it with --conversation {chat.conversation_id})",
               file=sys.stderr)
         print(f"{reply.stats.summary()} · {engine.placement}", file=sys.stderr)
+    if kept_in is not None:
+        print(f"warning: the reply could not be saved in the conversation ({reply.save_error.message}); "
+              f"it was written to {kept_in}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _save_or_keep(chat, turn):
+    """Retry saving a reply the store refused; None once saved, else the file it was written to."""
+    import time
+
+    from runtime.errors import StoreError
+
+    for pause in SAVE_RETRY_PAUSES_S:
+        time.sleep(pause)
+        try:
+            chat.save_reply(turn)
+            return None
+        except StoreError:
+            pass
+    return chat.keep_in_file(turn)
 
 
 def _conversation(store, args, path, params, options):

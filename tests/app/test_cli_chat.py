@@ -112,3 +112,43 @@ def test_chat_max_tokens_minus_one_means_up_to_the_context(starter_model):
     data = json.loads(result.stdout)
     # no 512-token default: the reply ran until the model stopped or the context was full
     assert data["finish_reason"] == "stop" or data["prompt_tokens"] + data["completion_tokens"] >= 127
+
+
+class _LockOnFirstText:
+    """stdout for an in-process `workbench chat`: the first piece of the reply locks the database, as
+    another program holding a write lock would, so saving the finished reply fails."""
+
+    def __init__(self) -> None:
+        self.text, self.lock = "", None
+
+    def write(self, text: str) -> int:
+        if self.lock is None:
+            import sqlite3
+
+            from runtime import paths
+
+            self.lock = sqlite3.connect(paths.database_path(), isolation_level=None)
+            self.lock.execute("BEGIN EXCLUSIVE")
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_chat_keeps_a_reply_the_locked_database_refused(starter_model, monkeypatch, capsys):
+    from app import cli_chat
+    from app.cli import main
+
+    monkeypatch.setattr(cli_chat, "STORE_BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(cli_chat, "SAVE_RETRY_PAUSES_S", (0.05, 0.05))
+    out = _LockOnFirstText()
+    monkeypatch.setattr(sys, "stdout", out)
+    status = main(["chat", str(starter_model), "--prompt", "Say hello.", "--max-tokens", "12", "--temperature",
+                   "0", "--threads", "2", "--ctx", "512"])
+    out.lock.rollback()
+    err = capsys.readouterr().err
+    assert status == 1 and "could not be saved" in err
+    kept = Path(err.split("it was written to ")[1].strip())
+    reply = out.text.strip()
+    assert reply and reply in kept.read_text(encoding="utf-8")
