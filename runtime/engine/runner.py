@@ -188,8 +188,8 @@ class LlamaRunner:
         for i, part in enumerate(re.split(f"{re.escape(self._marker)}([0-9a-f]*)\uE001", text)):
             if i % 2:  # a lifted control text: tokenize it as plain text
                 tokens += self.tokenize(bytes.fromhex(part).decode("utf-8"), add_bos=False, special=False)
-            elif part:
-                tokens += self.tokenize(part, add_bos=not tokens)
+            else:  # template markup and message text (the first part gets the BOS, even when empty)
+                tokens += self.tokenize(part, add_bos=i == 0) if part or i == 0 else []
         return tokens
 
     def _too_long(self, size: int) -> ContextOverflow:

@@ -453,8 +453,11 @@ class ChatTab(QWidget):
         self.banner.show_message(text, "error" if final else "warning", "copy_reply", "Copy reply", more)
 
     def _on_reply_saved(self, message) -> None:
-        if self.banner.action == "copy_reply":  # None: its conversation was deleted meanwhile
-            self.banner.show_message("The reply is saved now.", "info") if message else self.banner.dismiss()
+        if self.banner.action == "copy_reply":
+            if message is not None:
+                self.banner.show_message("The reply is saved now.", "info")
+            else:  # its conversation was deleted meanwhile, and the reply with it
+                self.banner.dismiss()
         self.conversations.schedule_reload()
 
     def _explain_not_ready(self) -> None:
