@@ -123,12 +123,11 @@ class _LockOnFirstText:
 
     def write(self, text: str) -> int:
         if self.lock is None:
-            import sqlite3
-
+            from db_lock import DatabaseLock
             from runtime import paths
 
-            self.lock = sqlite3.connect(paths.database_path(), isolation_level=None)
-            self.lock.execute("BEGIN EXCLUSIVE")
+            self.lock = DatabaseLock(paths.database_path())
+            self.lock.take()
         self.text += text
         return len(text)
 
@@ -146,7 +145,7 @@ def test_chat_keeps_a_reply_the_locked_database_refused(starter_model, monkeypat
     monkeypatch.setattr(sys, "stdout", out)
     status = main(["chat", str(starter_model), "--prompt", "Say hello.", "--max-tokens", "12", "--temperature",
                    "0", "--threads", "2", "--ctx", "512"])
-    out.lock.rollback()
+    out.lock.close()
     err = capsys.readouterr().err
     assert status == 1 and "could not be saved" in err
     kept = Path(err.split("it was written to ")[1].strip())

@@ -5,7 +5,6 @@ real and "another program" is a second sqlite3 connection holding its write lock
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ from runtime.chat.session import ConversationSession
 from runtime.engine.types import ReplyStats
 from runtime.errors import EngineCrashed, StoreError
 from runtime.store.conversations import ConversationStore
+from db_lock import DatabaseLock
 
 
 class FakeClient:
@@ -35,20 +35,6 @@ class FakeClient:
                                stats=ReplyStats(completion_tokens=len(self.words), finish_reason="stop"))
 
 
-class Lock:
-    """Another program's write lock on the database file (BEGIN EXCLUSIVE on its own connection)."""
-
-    def __init__(self, path):
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-
-    def take(self):
-        self.conn.execute("BEGIN EXCLUSIVE")
-
-    def release(self):
-        if self.conn.in_transaction:
-            self.conn.rollback()
-
-
 @pytest.fixture
 def store(tmp_path):
     with ConversationStore(tmp_path / "chats.sqlite3", busy_timeout_s=0.2) as s:
@@ -57,10 +43,9 @@ def store(tmp_path):
 
 @pytest.fixture
 def lock(store):
-    held = Lock(store.path)
+    held = DatabaseLock(store.path)
     yield held
-    held.release()
-    held.conn.close()
+    held.close()
 
 
 def test_a_reply_finishing_while_the_database_is_locked_is_kept_and_saved_later(store, lock):

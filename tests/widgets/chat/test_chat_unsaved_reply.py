@@ -5,13 +5,13 @@ lock just as the real reply ends (the client's stream_chat is wrapped), so the r
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 
+from db_lock import DatabaseLock
 from tests.widgets.conftest import REPLY_TIMEOUT_MS
 from widgets.chat import session as session_mod
 from widgets.chat.message_view import MessageView
@@ -32,26 +32,11 @@ class StallWatch:
         self.longest, self._last = max(self.longest, now - self._last), now
 
 
-class OtherProgram:
-    """Holds the database's write lock (BEGIN EXCLUSIVE) from any thread until released."""
-
-    def __init__(self, path):
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-
-    def lock(self):
-        self.conn.execute("BEGIN EXCLUSIVE")
-
-    def release(self):
-        if self.conn.in_transaction:
-            self.conn.rollback()
-
-
 @pytest.fixture
 def other(store):
-    program = OtherProgram(store.path)
+    program = DatabaseLock(store.path)
     yield program
-    program.release()
-    program.conn.close()
+    program.close()
 
 
 @pytest.fixture
@@ -71,7 +56,7 @@ def lock_when_the_reply_ends(monkeypatch, tab, other) -> list:
         reply = real(*args, **kwargs)
         if armed:
             armed.pop()
-            other.lock()
+            other.take()
         return reply
 
     monkeypatch.setattr(client, "stream_chat", stream_then_lock)
@@ -152,7 +137,7 @@ def test_a_locked_database_fails_the_send_before_generating_and_keeps_the_typed_
     calls = []
     real = tab.session.client.stream_chat
     monkeypatch.setattr(tab.session.client, "stream_chat", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    other.lock()
+    other.take()
     watch = StallWatch()
     tab.input.setPlainText("Hello there")
     with qtbot.waitSignal(tab.sig_reply_finished, timeout=REPLY_TIMEOUT_MS) as finished:
