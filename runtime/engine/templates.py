@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import functools
 import math
-import resource
 import sys
 import threading
 import time
@@ -57,9 +56,17 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
-def _peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
+try:
+    import resource
+
+    def _peak_rss_bytes() -> int:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
+except ImportError:  # Windows: no getrusage; psutil's peak working set is the same figure
+    import psutil
+
+    def _peak_rss_bytes() -> int:
+        return psutil.Process().memory_info().peak_wset
 
 
 class _Guard:
