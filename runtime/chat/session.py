@@ -97,7 +97,7 @@ class ConversationSession:
         conv = self.conversation
         history = self.messages()
         params, cancel = params or conv.sampling, cancel or CancelToken()
-        fitted = self._fit(_openai(conv, history) + [{"role": "user", "content": text}], params)
+        fitted = self._fit(conv, _openai(conv, history) + [{"role": "user", "content": text}], params)
         cancel.check()
         changes = _backend_fields(self.client, conv)
         if not history and conv.title == DEFAULT_TITLE:
@@ -117,7 +117,7 @@ class ConversationSession:
         old_reply = history.pop() if history and history[-1].role == "assistant" else None
         if not history or history[-1].role != "user":
             raise ValueError("There is no message to answer again.")
-        fitted = self._fit(_openai(conv, history), params)
+        fitted = self._fit(conv, _openai(conv, history), params)
         cancel.check()
         if old_reply is not None:
             self.store.delete_messages_from(self.conversation_id, old_reply.position)
@@ -137,7 +137,7 @@ class ConversationSession:
         params, cancel = params or conv.sampling, cancel or CancelToken()
         if index <= self.dropped:
             self.dropped = 0  # the cut lay after the edit: fit afresh
-        fitted = self._fit(_openai(conv, history[:index]) + [{"role": "user", "content": new_text}], params)
+        fitted = self._fit(conv, _openai(conv, history[:index]) + [{"role": "user", "content": new_text}], params)
         cancel.check()
         self.store.delete_messages_from(self.conversation_id, edited.position)
         changes = _backend_fields(self.client, conv)
@@ -150,7 +150,7 @@ class ConversationSession:
 
     # -- pieces -----------------------------------------------------------------------------------
 
-    def _fit(self, messages: list[dict], params: SamplingParams) -> tuple[list[dict], int]:
+    def _fit(self, conv, messages: list[dict], params: SamplingParams) -> tuple[list[dict], int]:
         """The messages to send and how many were dropped, per the conversation's context policy."""
         client = self.client
         if client is None:
@@ -159,7 +159,7 @@ class ConversationSession:
         if not n_ctx or not hasattr(client, "count_tokens"):
             return messages, 0
         budget = n_ctx - reply_room(n_ctx, params.max_tokens)
-        if self.conversation.context_policy == "stop":
+        if conv.context_policy == "stop":
             tokens = client.count_tokens(messages)
             if tokens > budget:
                 raise overflow_error(tokens, budget)
