@@ -57,6 +57,11 @@ class ChatClient:
 
     # --- plumbing ----------------------------------------------------------------------------
 
+    @property
+    def _error_class(self) -> type[WorkbenchError]:
+        """What this server's failures are: our own engine's (EngineError) or a remote one's."""
+        return EngineError if self.engine is not None else RemoteServerError
+
     def _connect(self) -> http.client.HTTPConnection:
         port = self._parts.port
         if self._parts.scheme == "https":
@@ -135,8 +140,8 @@ class ChatClient:
                 f"The server at {self.base_url} answered 'not found' (HTTP 404){': ' + message if message else ''}.",
                 hint="Check the base URL (it usually ends in /v1) and the model name.",
             )
-        default = EngineError if self.engine is not None else RemoteServerError
-        return from_payload({**error, "message": message or f"The server answered HTTP {status}."}, default)
+        return from_payload({**error, "message": message or f"The server answered HTTP {status}."},
+                            self._error_class)
 
     # --- API ---------------------------------------------------------------------------------
 
@@ -251,7 +256,7 @@ class ChatClient:
                 if "error" in event:
                     err = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
                     err.setdefault("message", "The server reported an error mid-reply.")
-                    raise from_payload(err, EngineError if self.engine else RemoteServerError)
+                    raise from_payload(err, self._error_class)
                 for choice in event.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text and isinstance(text, str):
@@ -293,14 +298,14 @@ class ChatClient:
         return ChatReply("".join(pieces), stats)
 
     def _oversized_event(self) -> WorkbenchError:
-        cls = EngineError if self.engine is not None else RemoteServerError
-        return cls(f"The server at {self.base_url} sent one event of more than {MAX_EVENT_BYTES >> 20} MiB; "
-                   "the reply was stopped there.", hint="The server is misbehaving; try another server or model.")
+        return self._error_class(
+            f"The server at {self.base_url} sent one event of more than {MAX_EVENT_BYTES >> 20} MiB; the reply "
+            "was stopped there.", hint="The server is misbehaving; try another server or model.")
 
     def _bad_event(self, exc: Exception) -> WorkbenchError:
-        cls = EngineError if self.engine is not None else RemoteServerError
-        return cls(f"The server at {self.base_url} sent an event that is not valid JSON ({str(exc)[:100]}).",
-                   hint="The server is not speaking the OpenAI streaming protocol; check the address.")
+        return self._error_class(
+            f"The server at {self.base_url} sent an event that is not valid JSON ({str(exc)[:100]}).",
+            hint="The server is not speaking the OpenAI streaming protocol; check the address.")
 
     def _broken_stream(self) -> WorkbenchError:
         if self.engine is not None:
