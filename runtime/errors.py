@@ -131,6 +131,64 @@ class StoreError(WorkbenchError, OSError):
     kind = "store"
 
 
+class HubError(WorkbenchError, ConnectionError):
+    """Hugging Face could not be reached or refused the request. Facts: ``repo_id``, ``filename``, ``status``."""
+    kind = "hub"
+
+    default_hint = "Check your internet connection and try again in a moment."
+
+
+class RepoNotFound(HubError):
+    """No such repo (or file, or revision) on the hub, or a private one this token cannot see."""
+    kind = "repo_not_found"
+
+    default_hint = "Check the spelling of the name (organisation/model). A private repo needs a token."
+
+
+class GatedRepo(HubError):
+    """A gated repo: the person must accept its licence on huggingface.co and give a token."""
+    kind = "gated_repo"
+
+    default_hint = ("Open the model's page on huggingface.co, accept its licence, then add an access token "
+                    "(Models tab > Token..., or the HF_TOKEN environment variable).")
+
+
+class BadToken(HubError):
+    """The hub rejected the access token."""
+    kind = "bad_token"
+
+    default_hint = ("The access token is wrong or expired: create a new one at huggingface.co/settings/tokens "
+                    "and enter it again.")
+
+
+class HubOffline(HubError):
+    """Offline mode (HF_HUB_OFFLINE) is on, so only files already on disk can be used."""
+    kind = "hub_offline"
+
+    default_hint = "Unset HF_HUB_OFFLINE (or turn offline mode off) to search and download."
+
+
+class DownloadError(WorkbenchError, OSError):
+    """A download failed after it started; what was received so far is kept for a resume."""
+    kind = "download"
+
+    default_hint = "Try again: the download continues from where it stopped."
+
+
+class ChecksumMismatch(DownloadError):
+    """The downloaded bytes do not match the hub's size or sha256; the file was removed, never used."""
+    kind = "checksum_mismatch"
+
+    default_hint = "The file was damaged on the way and has been removed. Download it again."
+
+
+class DiskFull(DownloadError):
+    """Not enough free disk space for a download (checked before it starts, and ENOSPC during it)."""
+    kind = "disk_full"
+
+    default_hint = "Free some disk space or choose another folder, then try again."
+
+
 def error_class_for(kind: str | None, default: type[WorkbenchError]) -> type[WorkbenchError]:
     """The WorkbenchError class named by ``kind`` (see each class's ``kind``), else ``default``."""
     pending = [WorkbenchError]

@@ -1,0 +1,1 @@
+"""Hugging Face: search, repo listings, file choices with fit verdicts, and resumable downloads."""
