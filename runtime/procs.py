@@ -65,6 +65,27 @@ def signal_name(returncode: int | None) -> str | None:
         return f"signal {-returncode}"
 
 
+def peak_rss_bytes(pid: int | None = None) -> int | None:
+    """The most resident memory process ``pid`` (default: this one) has used so far, in bytes.
+
+    Linux: VmHWM from /proc; Windows: the peak working set; elsewhere (macOS) the current RSS, which
+    is the best another process can read there. None when the process is gone or cannot be read.
+    """
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if sys.platform.startswith("linux"):
+            with open(f"/proc/{proc.pid}/status", encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        info = proc.memory_info()
+        return int(getattr(info, "peak_wset", 0) or info.rss)
+    except Exception:  # noqa: BLE001 - gone, no permission, no psutil: the figure is unknown
+        return None
+
+
 class ChildProcess:
     """One child process running a Python module, with JSON-lines events on stdout.
 

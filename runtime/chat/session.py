@@ -193,7 +193,21 @@ class ConversationSession:
                 pass
             raise
         text = reply.text or "".join(pieces)
+        self._record_memory()
         return self._save(text, reply.stats, user, keep=bool(text) or reply.stats.finish_reason != "cancelled")
+
+    def _record_memory(self) -> None:
+        """After a reply, keep what the local model really used next to its estimate (the library shows
+        both). A figure that cannot be read or saved is skipped: it must never cost the reply."""
+        engine = getattr(self.client, "engine", None)
+        report = engine.memory_report() if hasattr(engine, "memory_report") else None
+        if report is None:
+            return
+        try:
+            self.store.record_model_memory(report.model_path, report.n_ctx, report.estimated_bytes,
+                                           report.measured_bytes)
+        except StoreError:
+            pass
 
     def _save(self, text: str, stats: ReplyStats | None, user: Message | None, keep: bool) -> Turn:
         """The turn, with its reply saved when ``keep``; when saving fails the turn keeps the text."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -11,12 +12,22 @@ from runtime.engine.server import KEY_ENV
 from runtime.engine.types import LoadOptions
 from runtime.errors import EngineBuildMismatch, EngineCrashed, EngineError, WorkbenchError
 from runtime.jobs import CancelToken
-from runtime.procs import ChildProcess
+from runtime.procs import ChildProcess, peak_rss_bytes
 
 LOAD_TIMEOUT_S = 600
 LOAD_CRASH_HINT = "The file may be damaged or too large for this machine's memory."
 REPLY_CRASH_HINT = "Reload the model; the conversation so far is kept."
 MEMORY_HINT = " If it happens again, close other programs or load a smaller model or context length."
+
+
+@dataclass
+class MemoryReport:
+    """A loaded model's memory: the estimate the fit badge used, and what the engine really used."""
+
+    model_path: str
+    n_ctx: int
+    estimated_bytes: int
+    measured_bytes: int
 
 
 class LocalEngine:
@@ -42,6 +53,7 @@ class LocalEngine:
         self.ready_info: dict = {}
         self.replies_completed = 0  # counted by ChatClient; 0 means the next decode is the first
         self._child: ChildProcess | None = None
+        self._info = None  # the GGUF header, read by start()
 
     @property
     def pid(self) -> int | None:
@@ -65,7 +77,7 @@ class LocalEngine:
         """
         from runtime.models.gguf_info import read_gguf_info
 
-        read_gguf_info(self.model_path)  # fail fast, with a precise message, on a bad file
+        self._info = read_gguf_info(self.model_path)  # fail fast, with a precise message, on a bad file
         cancel = cancel or CancelToken()
         cancel.check()
         gpu_layers = "auto" if self.options.n_gpu_layers is None else str(self.options.n_gpu_layers)
@@ -86,6 +98,24 @@ class LocalEngine:
             raise
         self.port = int(ready["port"])
         self.ready_info = ready
+
+    def memory_report(self) -> MemoryReport | None:
+        """What the loaded model really costs in memory next to the app's estimate (None before ready).
+
+        Measured = the engine's peak resident memory minus its peak before the model was loaded
+        (interpreter and llama.cpp libraries), so it covers weights, KV cache and compute buffers as
+        they were actually touched. Read it after a reply: the weights are memory-mapped and count
+        only once they have been used.
+        """
+        baseline = self.ready_info.get("baseline_rss_bytes")
+        peak = peak_rss_bytes(self.pid) if self.alive else None
+        if self._info is None or not isinstance(baseline, int) or peak is None:
+            return None
+        from runtime.models.hardware import estimate_model_memory
+
+        n_ctx = int(self.ready_info.get("n_ctx") or self.options.n_ctx)
+        return MemoryReport(str(self.model_path), n_ctx, estimate_model_memory(self._info, n_ctx),
+                            max(0, peak - baseline))
 
     def stderr_tail(self) -> str:
         return self._child.stderr_tail() if self._child else ""

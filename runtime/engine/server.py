@@ -46,6 +46,7 @@ from runtime.engine.templates import message_text
 from runtime.engine.types import ALL_GPU_LAYERS, LoadOptions, SamplingParams
 from runtime.errors import BadRequest, ContextOverflow, EngineError, TemplateError, WorkbenchError
 from runtime.models.hardware import GpuDevice, default_gpu_layers, describe_placement
+from runtime.procs import peak_rss_bytes
 
 KEY_ENV = "WORKBENCH_ENGINE_KEY"
 STREAM_FLUSH_S = 0.05  # the GUI repaints at most every ~40 ms, so 50 ms batches still look fluid
@@ -454,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from runtime.engine.runner import LlamaRunner
 
+        # Memory before the model: what the loaded model costs is measured from here (see LocalEngine).
+        baseline_rss = peak_rss_bytes()
         started = time.perf_counter()
         LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers).validate()
         devices = gpu_devices()
@@ -479,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                "n_ctx": runner.n_ctx, "has_chat_template": runner.chat_template is not None,
                "llama_cpp_python": llama_cpp.__version__, "gpu_offload": bool(devices),
                "gpu_devices": [d.__dict__ for d in devices], "n_gpu_layers": n_gpu_layers,
-               "placement": placement})
+               "placement": placement, "baseline_rss_bytes": baseline_rss})
     # The parent closing our stdin means it is gone: exit rather than linger as an orphan.
     threading.Thread(target=_exit_when_parent_leaves, args=(server,), daemon=True).start()
     try:

@@ -80,6 +80,16 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO message_search (message_search) VALUES ('rebuild');
     """,
+    # 4: the memory a loaded model really used, next to the estimate the fit badge showed
+    """
+    CREATE TABLE model_memory (
+        model_path      TEXT PRIMARY KEY,
+        n_ctx           INTEGER NOT NULL,
+        estimated_bytes INTEGER NOT NULL,
+        measured_bytes  INTEGER NOT NULL,
+        measured_at     REAL NOT NULL
+    );
+    """,
 ]
 
 DEFAULT_BUSY_TIMEOUT_S = 10.0   # how long a write waits for another writer (per thread: set_busy_timeout)
@@ -342,6 +352,28 @@ class ConversationStore:
         with self._tx() as db:
             rows = db.execute(sql, {"q": search, "phrase": phrase}).fetchall()
         return [_conversation(r) for r in rows]
+
+    # -- measured model memory ------------------------------------------------------------------
+
+    def record_model_memory(self, model_path: str, n_ctx: int, estimated_bytes: int, measured_bytes: int) -> None:
+        """Keep what a loaded model really used (the latest load per file; within one load and context,
+        the highest figure seen)."""
+        with self._tx(write=True) as db:
+            db.execute(
+                "INSERT INTO model_memory (model_path, n_ctx, estimated_bytes, measured_bytes, measured_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (model_path) DO UPDATE SET"
+                " measured_bytes = CASE WHEN n_ctx = excluded.n_ctx AND estimated_bytes = excluded.estimated_bytes"
+                " THEN max(measured_bytes, excluded.measured_bytes) ELSE excluded.measured_bytes END,"
+                " n_ctx = excluded.n_ctx, estimated_bytes = excluded.estimated_bytes,"
+                " measured_at = excluded.measured_at",
+                (str(model_path), int(n_ctx), int(estimated_bytes), int(measured_bytes), self._now()))
+
+    def model_memory(self) -> dict[str, dict]:
+        """Every recorded measurement by model path: n_ctx, estimated_bytes, measured_bytes, measured_at."""
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM model_memory").fetchall()
+        return {r["model_path"]: {k: r[k] for k in ("n_ctx", "estimated_bytes", "measured_bytes", "measured_at")}
+                for r in rows}
 
     def update_conversation(self, conversation_id: int, **fields) -> Conversation:
         """Change any of title, backend, model_ref, remote_base_url, system_prompt, sampling, load,
