@@ -1,8 +1,9 @@
 """Saved chat conversations, in SQLite. Qt-free; safe to use from several threads.
 
-One connection per thread; WAL journal (reads never wait for a writer); foreign keys on. The
-schema grows through ``MIGRATIONS``, an append-only list of SQL scripts; the number applied is kept in
-``PRAGMA user_version``. API keys never go in this database.
+One connection per thread; WAL journal (reads never wait for a writer); foreign keys on (that
+machinery is ``runtime.store.database.Database``, shared with the other stores of the same file). The
+schema of the whole file grows through ``MIGRATIONS``, an append-only list of SQL scripts; the number
+applied is kept in ``PRAGMA user_version``. API keys and access tokens never go in this database.
 
 Search is a plain, case-insensitive substring match (no search syntax). Message text goes through an
 FTS5 index with the trigram tokenizer (migration 3, kept in step by triggers), so part of a word is
@@ -19,17 +20,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-import time
-import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from runtime import paths
 from runtime.engine.types import LoadOptions, ReplyStats, SamplingParams
 from runtime.errors import StoreError
+from runtime.store.database import DEFAULT_BUSY_TIMEOUT_S, Database, move_aside  # noqa: F401 - re-exported
 
 # Append only: never edit a migration that has shipped; add a new one instead.
 MIGRATIONS: list[str] = [
@@ -90,9 +86,30 @@ MIGRATIONS: list[str] = [
         measured_at     REAL NOT NULL
     );
     """,
+    # 5: downloads from Hugging Face and where they stand (see runtime/store/downloads.py)
+    """
+    CREATE TABLE downloads (
+        id           INTEGER PRIMARY KEY,
+        repo_id      TEXT NOT NULL,
+        revision     TEXT NOT NULL,
+        commit_sha   TEXT,
+        label        TEXT NOT NULL DEFAULT '',
+        files_json   TEXT NOT NULL,
+        dest         TEXT,
+        status       TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'running', 'paused', 'failed', 'done', 'cancelled')),
+        done_bytes   INTEGER NOT NULL DEFAULT 0,
+        total_bytes  INTEGER NOT NULL DEFAULT 0,
+        error_json   TEXT,
+        paths_json   TEXT NOT NULL DEFAULT '[]',
+        created_at   REAL NOT NULL,
+        updated_at   REAL NOT NULL,
+        finished_at  REAL
+    );
+    CREATE INDEX downloads_by_status ON downloads (status, updated_at);
+    """,
 ]
 
-DEFAULT_BUSY_TIMEOUT_S = 10.0   # how long a write waits for another writer (per thread: set_busy_timeout)
 SEARCH_MIN_CHARS = 3            # the trigram index needs three characters; shorter searches scan
 
 BACKENDS = ("local", "remote")
@@ -129,166 +146,26 @@ class Message:
     created_at: float
 
 
-class ConversationStore:
+class ConversationStore(Database):
     """Conversations and messages in one SQLite file (default: ``paths.database_path()``).
 
     Each thread gets its own connection, so with the WAL journal a read on the UI thread never waits
     for a write that a worker thread (or another process) has in progress. How long a *write* waits
     for the database lock is set per thread: ``busy_timeout_s`` by default, shorter on the UI thread
     (``set_busy_timeout``), where a busy database raises StoreError at once instead of freezing.
+    The connection and migration machinery is ``runtime.store.database.Database``'s.
     """
 
-    def __init__(self, path: Path | str | None = None, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
-        self.path = Path(path) if path is not None else paths.database_path()
-        self.busy_timeout_s = busy_timeout_s
-        self._lock = threading.Lock()         # guards the connection registry and _last_time
-        self._local = threading.local()       # .conn: this thread's _ThreadConnection
-        self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
-        self._closed = False
-        self._last_time = 0.0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"Cannot create the folder for the database {self.path}: {exc}",
-                             path=self.path, hint="Check that the folder is writable.") from exc
-        try:
-            self._migrate(self._connection())
-        except sqlite3.Error as exc:
-            self.close()
-            raise self._error(exc, opening=True) from exc
-        except StoreError:
-            self.close()
-            raise
+    what = "conversation store"
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    def _migrations(self) -> list[str]:
+        return MIGRATIONS
 
-    def close(self) -> None:
-        """Close every connection. Safe to call twice."""
-        with self._lock:
-            self._closed = True
-            connections = list(self._connections)
-        for holder in connections:
-            holder.close()
+    def _setup_connection(self, conn: sqlite3.Connection) -> None:
+        conn.create_function("workbench_fold", 1, _fold, deterministic=True)
 
     def __enter__(self) -> "ConversationStore":
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def set_busy_timeout(self, seconds: float) -> None:
-        """How long writes from *this thread* wait for a locked database before raising StoreError."""
-        self._local.busy_timeout_s = seconds
-        holder = getattr(self._local, "conn", None)
-        if holder is not None:
-            holder.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
-
-    def schema_version(self) -> int:
-        with self._tx() as db:
-            return db.execute("PRAGMA user_version").fetchone()[0]
-
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use and closed when the thread ends."""
-        holder = getattr(self._local, "conn", None)
-        if holder is not None:
-            return holder.conn
-        if self._closed:
-            raise StoreError(f"The conversation store {self.path} is closed.", path=self.path)
-        timeout = getattr(self._local, "busy_timeout_s", self.busy_timeout_s)
-        # check_same_thread=False only so that close() may close it from another thread
-        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.create_function("workbench_fold", 1, _fold, deterministic=True)
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error:
-            conn.close()
-            raise
-        holder = _ThreadConnection(conn)
-        with self._lock:
-            self._connections.add(holder)
-        self._local.conn = holder
-        return conn
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        while True:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise StoreError(
-                    f"The database {self.path} was written by a newer Model Workbench "
-                    f"(schema version {version}; this version knows up to {len(MIGRATIONS)}).",
-                    path=self.path, unusable=True,
-                    hint=f"Update Model Workbench, or move {self.path} aside to start with an empty database.")
-            if version == len(MIGRATIONS):
-                return
-            target = version + 1
-            script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {target};\nCOMMIT;"
-            try:
-                db.executescript(script)
-            except sqlite3.Error:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                # Another process may have applied it meanwhile: then carry on from there.
-                if db.execute("PRAGMA user_version").fetchone()[0] < target:
-                    raise
-
-    # -- plumbing -------------------------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """One transaction on this thread's connection; sqlite errors come out as StoreError."""
-        try:
-            db = self._connection()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        if self._closed:
-            raise StoreError(f"The conversation store {self.path} is closed.", path=self.path)
-        try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield db
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            if isinstance(exc, sqlite3.Error):
-                raise self._error(exc) from exc
-            raise
-
-    def _error(self, exc: sqlite3.Error, opening: bool = False) -> StoreError:
-        """``exc`` as a StoreError with a hint. ``opening``: it came from opening or upgrading the file;
-        when the file itself is at fault (damaged, tables this version cannot upgrade) the error
-        carries the fact ``unusable=True``, and ``move_aside`` is the fix."""
-        text = str(exc)
-        low = text.lower()
-        move = f"Move {self.path} aside (rename it; the app's window offers to) to start with an empty database."
-        unusable = False
-        if "not a database" in low or "malformed" in low or "corrupt" in low:
-            hint, unusable = f"The database file is damaged. {move}", opening
-        elif "full" in low:
-            hint = "The disk is full. Free some space and try again."
-        elif "no such module: fts5" in low:
-            hint = "This Python's SQLite lacks FTS5, which conversation search needs; use a standard Python build."
-        elif "locked" in low or "busy" in low:
-            hint = "Another program (or a second copy of the app) is using the database. Close it and retry."
-        elif "readonly" in low or "unable to open" in low or "disk i/o" in low:
-            hint = f"Check that {self.path.parent} exists and is writable."
-        elif opening:  # a migration failed on this file
-            hint, unusable = f"The database file is damaged or has tables this version cannot upgrade. {move}", True
-        else:
-            hint = "Restart the app. If it keeps happening, move the database file aside."
-        facts = {"unusable": True} if unusable else {}
-        return StoreError(f"Database error in {self.path}: {text}", path=self.path, hint=hint, **facts)
-
-    def _now(self) -> float:
-        """time.time(), nudged so that successive writes always get increasing times."""
-        with self._lock:
-            self._last_time = max(time.time(), self._last_time + 1e-6)
-            return self._last_time
 
     def _touch(self, db: sqlite3.Connection, conversation_id: int) -> float:
         now = self._now()
@@ -483,45 +360,6 @@ class ConversationStore:
         if row is None:
             raise _unknown_conversation(conversation_id, self.path)
         return row
-
-
-class _ThreadConnection:
-    """One thread's connection, held by that thread's local storage and weakly by the store.
-
-    When the thread ends its local storage goes, and with it the last reference: the connection is
-    then closed by sqlite3's own clean-up. (An explicit close() in ``__del__`` crashed the process
-    when it ran during a QThread's teardown.)
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def move_aside(path: Path | str) -> Path:
-    """Rename a database that cannot be used to ``<stem>.damaged-YYYYmmdd-HHMMSS<suffix>`` next to it.
-
-    Its ``-wal`` and ``-shm`` files go along (they hold part of its data). Nothing is deleted or
-    overwritten. Returns the new path; raises StoreError when the file cannot be renamed.
-    """
-    path = Path(path)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target, n = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}"), 1
-    while any(Path(f"{target}{end}").exists() for end in ("", "-wal", "-shm")):
-        n += 1
-        target = path.with_name(f"{path.stem}.damaged-{stamp}-{n}{path.suffix}")
-    try:
-        path.rename(target)
-        for end in ("-wal", "-shm"):
-            if Path(f"{path}{end}").exists():
-                Path(f"{path}{end}").rename(f"{target}{end}")
-    except OSError as exc:
-        raise StoreError(f"Cannot move {path} aside: {exc}", path=path,
-                         hint="Close every program that uses it and check that its folder is writable, "
-                              "or rename the file yourself.") from exc
-    return target
 
 
 # -- helpers ------------------------------------------------------------------------------------
