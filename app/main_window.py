@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from app.settings import AppSettings
@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
                 raise SystemExit(1)  # the person chose Quit in the database dialog
         self.store = store
 
-        self.models_tab = ModelsTab()
+        self.models_tab = ModelsTab(store)
         self.compress_tab = ComingSoonPage("Compress", COMPRESS_PLAN)
         self.chat_tab = ChatTab(store)
         self.benchmark_tab = ComingSoonPage("Benchmark", BENCHMARK_PLAN)
@@ -112,11 +112,15 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.version_label)
 
         self.models_tab.sig_library_loaded.connect(self._on_library_loaded)
+        self.models_tab.sig_open_requested.connect(self.open_model_in)
         self.chat_tab.sig_library_refresh_requested.connect(self.models_tab.refresh)
         self.chat_tab.sig_model_ready.connect(self._on_model_ready)
         self._version_worker: Worker | None = None
         self._closed = False
         self._auto_load = auto_load  # load the preselected model after the first scan, if it fits
+        # The model each tab that is not built yet was asked to work on: {"compress": path, ...}
+        self.model_requests: dict[str, str] = {}
+        self.setAcceptDrops(True)   # a .gguf dropped anywhere on the window goes to the library
         self._restore()
         if moved is not None:
             self.statusBar().showMessage(f"The damaged conversation database was moved to {moved}.")
@@ -154,6 +158,44 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(description, 8000)
         if self.chat_tab.session.backend == "local":
             self.settings.set_last_model(self.chat_tab.session.model_ref)
+
+    # -- between tabs -----------------------------------------------------------------------------
+
+    def open_model_in(self, action: str, path: str) -> bool:
+        """"Chat with it" (switch to Chat and load it), "Compress it" / "Benchmark it" (switch there)."""
+        if action == "chat":
+            self.tabs.setCurrentWidget(self.chat_tab)
+            session = self.chat_tab.session
+            if session.backend == "local" and session.model_ref == path and session.ready:
+                return True
+            if self.chat_tab.load_local(path):
+                return True
+            self.statusBar().showMessage("The Chat tab is busy (a model is loading or a reply is running): "
+                                         "try again when it is done.", 8000)
+            return False
+        page = {"compress": self.compress_tab, "benchmark": self.benchmark_tab}.get(action)
+        if page is None:
+            return False
+        self.model_requests[action] = path
+        if hasattr(page, "show_request"):
+            page.show_request(path, action)
+        self.tabs.setCurrentWidget(page)
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.tabs.setCurrentWidget(self.models_tab)
+        self.models_tab.add_files(files)
 
     # -- shut-down --------------------------------------------------------------------------------
 

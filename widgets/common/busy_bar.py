@@ -29,8 +29,17 @@ class BusyBar(QWidget):
 
     def start(self, text: str) -> None:
         self.label.setText(text)
+        self.bar.setRange(0, 0)
         self.cancel_button.setEnabled(True)
         self.show()
+
+    def set_progress(self, done: float, total: float, text: str = "") -> None:
+        """Show how far the work is (an endless bar while ``total`` is unknown)."""
+        if total > 0:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * min(done, total) / total))
+        if text and self.cancel_button.isEnabled():
+            self.label.setText(text)
 
     def finish(self) -> None:
         self.hide()

@@ -35,7 +35,22 @@ class ComingSoonPage(QWidget):
         body = QLabel(f"<ul>{items}</ul>")
         body.setWordWrap(True)
         body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        for widget in (heading, status, body):
+        self.request_label = QLabel()   # the model another tab asked this one to work on
+        self.request_label.setWordWrap(True)
+        self.request_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.request_label.setStyleSheet("background: #e8f1fb; border: 1px solid #b9d3f0; color: #0d3c61; "
+                                         "border-radius: 4px; padding: 6px;")
+        self.request_label.hide()
+        for widget in (heading, self.request_label, status, body):
             layout.addWidget(widget)
         layout.addStretch(1)
         self.plan = list(plan)
+        self.title = title
+        self.requested_path = ""
+
+    def show_request(self, path: str, what: str) -> None:
+        """Say which model was asked for (``what``: "compress" ...), so it is kept for when the tab exists."""
+        self.requested_path = path
+        self.request_label.setText(f"You asked to {what} {path}.\nThat is noted: this tab is not built yet, "
+                                   "so nothing runs for now.")
+        self.request_label.show()
