@@ -120,6 +120,34 @@ def read_gguf_info(path: str | os.PathLike) -> GGUFInfo:
     return _info_from_header(path, size, header)
 
 
+def read_gguf_header_prefix(data: bytes, file_size: int, name: str) -> GGUFInfo:
+    """Read a GGUF header from the first bytes of a file of ``file_size`` bytes that is not on disk.
+
+    For a file on a server: fetch its start with an HTTP Range request and pass those bytes. Every
+    length is checked against ``file_size`` as ``read_gguf_info`` does. Raises ``HeaderIncomplete``
+    (with the number of bytes needed so far) when ``data`` ends inside the header, and
+    ``ModelFileError`` when the bytes are not a usable GGUF. ``name`` names the file in messages and
+    is the info's ``path``; ``size_bytes`` is ``file_size``.
+    """
+    path = Path(name)
+    if len(data) < 24 and file_size > len(data):
+        raise HeaderIncomplete(min(24, file_size))
+    if data[:4] != GGUF_MAGIC:
+        what, hint = _describe_non_gguf(bytes(data[:24]))
+        looks = f"; it looks like {what}" if what else ""
+        raise ModelFileError(f"{path.name} is not a GGUF file (it starts with {bytes(data[:8])!r}{looks})",
+                             path=path, hint=hint)
+    if file_size < 24:
+        raise ModelFileError(f"{path.name} is truncated: only {file_size} bytes, too short for a GGUF header",
+                             path=path, hint=_REDOWNLOAD_HINT)
+    header = _HeaderReader(data, file_size, path, available=min(len(data), file_size)).read()
+    if header.data_end > file_size:
+        raise ModelFileError(
+            f"{path.name} is truncated: tensor data needs {header.data_end:,} bytes but the file has {file_size:,}",
+            path=path, hint=_REDOWNLOAD_HINT)
+    return _info_from_header(path, file_size, header)
+
+
 # --- checks before and while reading the header ------------------------------------------------
 
 def _check_is_file(path: Path) -> int:
@@ -195,6 +223,18 @@ class _Damaged(Exception):
     """Internal: the header contradicts itself or the file size."""
 
 
+class HeaderIncomplete(Exception):
+    """The bytes given to ``read_gguf_header_prefix`` end inside the header.
+
+    ``needed``: the header needs at least this many bytes from the start of the file (fetch more and
+    try again; the header may need more still).
+    """
+
+    def __init__(self, needed: int):
+        super().__init__(f"the GGUF header needs at least {needed:,} bytes")
+        self.needed = needed
+
+
 class _ArrayInfo:
     """A metadata array too long to keep (token lists): only its length and item type."""
 
@@ -227,8 +267,11 @@ class _HeaderReader:
     SMALL_ARRAY = 4096     # arrays up to this length are kept (per-layer figures); longer: length only
     MAX_KEPT_STRING = 64 * 1024**2  # longer strings are skipped (read as None), not copied into memory
 
-    def __init__(self, buf, size: int, path: Path):
+    def __init__(self, buf, size: int, path: Path, available: int | None = None):
+        # ``size``: the whole file's size (every length is checked against it); ``available``: how many
+        # of its first bytes ``buf`` holds (a prefix, e.g. fetched with an HTTP Range request).
         self.buf, self.size, self.path, self.pos = buf, size, path, 4
+        self.available = size if available is None else available
         version_le = struct.unpack_from("<I", buf, 4)[0]
         # A big-endian GGUF reads as a huge little-endian version number (low 16 bits zero).
         self.order = ">" if version_le & 0xFFFF == 0 else "<"
@@ -237,6 +280,8 @@ class _HeaderReader:
         n = struct.calcsize(fmt)
         if self.pos + n > self.size:
             raise _Damaged(f"{what} at byte {self.pos:,} runs past the end of the file")
+        if self.pos + n > self.available:
+            raise HeaderIncomplete(self.pos + n)
         value = struct.unpack_from(self.order + fmt, self.buf, self.pos)[0]
         self.pos += n
         return value
@@ -252,6 +297,8 @@ class _HeaderReader:
         self._skip(n, what)
         if n > self.MAX_KEPT_STRING:
             return None
+        if self.pos > self.available:
+            raise HeaderIncomplete(self.pos)
         return self.buf[start:self.pos].decode("utf-8", "replace")
 
     def _name(self, what: str) -> str:
