@@ -454,8 +454,8 @@ def _fetch_range(repo_id: str, path: str, revision: str, start: int, end: int, *
     return b"".join(chunks)[:end - start]
 
 
-def _header_source(choices: list[ModelChoice]) -> RemoteFile | None:
-    """The GGUF file whose header gives the repo's shape: the smallest single file or first part."""
+def _header_sources(choices: list[ModelChoice]) -> list[RemoteFile]:
+    """GGUF files whose header gives the repo's shape, smallest first: single files and first parts."""
     sources = []
     for c in choices:
         if c.kind != "gguf" or not c.files:
@@ -464,7 +464,23 @@ def _header_source(choices: list[ModelChoice]) -> RemoteFile | None:
         split = _SPLIT_RE.match(first.path.rsplit("/", 1)[-1])
         if split is None or int(split["index"]) == 1:  # only a split model's first part has the metadata
             sources.append((c.size_bytes, first.path, first))
-    return min(sources)[2] if sources else None
+    return [f for _, _, f in sorted(sources, key=lambda s: s[:2])]
+
+
+HEADER_ATTEMPTS = 3   # files tried when a header cannot be read (a damaged upload); network errors stop at once
+
+
+def _repo_shape(listing: RepoListing, choices: list[ModelChoice], token: str | None) -> tuple[GGUFInfo | None, str]:
+    """The GGUF shape of the repo's models and, when none could be read, why (a sentence)."""
+    problem = ""
+    for source in _header_sources(choices)[:HEADER_ATTEMPTS]:
+        try:
+            return read_remote_gguf_info(listing.repo_id, source, listing.revision, token=token), ""
+        except ModelFileError as exc:
+            problem = f"Could not read the model's figures from {source.path}: {exc.message}."
+        except HubError as exc:
+            return None, f"Could not read the model's figures from {source.path}: {exc.message}"
+    return None, problem
 
 
 def _safetensors_parameters(repo_id: str, revision: str, token: str | None) -> tuple[int | None, str | None]:
@@ -498,13 +514,7 @@ def model_choices(listing: RepoListing, n_ctx: int | None = None, *, available_b
     choices = group_files(listing.files, listing.config)
     if not choices:
         return choices
-    shape, problem = None, ""
-    source = _header_source(choices)
-    if source is not None:
-        try:
-            shape = read_remote_gguf_info(listing.repo_id, source, listing.revision, token=token)
-        except (HubError, ModelFileError) as exc:
-            problem = f"Could not read the model's figures from {source.path}: {exc.message}"
+    shape, problem = _repo_shape(listing, choices, token)
     config_shape = info_from_config(listing.config, 0, name=listing.repo_id) if listing.config else None
     if shape is None and config_shape is not None and config_shape.block_count:
         shape, problem = config_shape, ""
