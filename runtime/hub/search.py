@@ -100,7 +100,7 @@ class ModelSearch:
         return f"{endpoint()}/api/models", params
 
     def _get(self):
-        """The next page's HTTP response (huggingface_hub's session; errors as the app's)."""
+        """The next page's HTTP response, read in full (huggingface_hub's session; errors as the app's)."""
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
         from runtime.hub.failures import hub_error
@@ -113,17 +113,25 @@ class ModelSearch:
             else:
                 response = get_session().get(self._next_url, headers=headers, timeout=SEARCH_TIMEOUT_S)
             hf_raise_for_status(response)
-            items = response.json()
         except WorkbenchError:
             raise
         except Exception as exc:
             raise hub_error(exc, token_given=bool(self.token)) from None
-        if not isinstance(items, list):
-            from runtime.errors import HubError
+        return response
 
+    @staticmethod
+    def _items(response) -> list:
+        """The page's JSON list of models."""
+        from runtime.errors import HubError
+
+        try:
+            items = response.json()
+        except ValueError:
+            items = None
+        if not isinstance(items, list):
             raise HubError("Hugging Face answered the search with something that is not a list of models.",
                            hint="Try again in a moment.")
-        return response, items
+        return items
 
     def next_page(self) -> list[RepoSummary]:
         """The next page of results (blocking, network); [] once ``has_more`` is False.
@@ -140,7 +148,8 @@ class ModelSearch:
                                   + HubOffline.default_hint)
         results: list[RepoSummary] = []
         while self.has_more and not results:
-            response, items = self._get()
+            response = self._get()
+            items = self._items(response)
             self.pages_read += 1
             next_url = response.links.get("next", {}).get("url")
             self._next_url = next_url
