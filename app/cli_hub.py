@@ -76,6 +76,7 @@ def _number(n: int | None) -> str:
 # --- search -------------------------------------------------------------------------------------
 
 def cmd_search(args) -> int:
+    """`workbench search`: a table (or JSON) of repos from Hugging Face or the catalog."""
     from runtime.errors import HubOffline
     from runtime.hub.catalog import catalog_summaries
     from runtime.hub.search import ModelSearch
@@ -142,6 +143,7 @@ def _gpus(cpu_only: bool):
 
 
 def cmd_files(args) -> int:
+    """`workbench files`: a repo's choices with size, quant, memory estimate, fit and the recommended one."""
     from runtime.hub.choices import model_choices, summarize
     from runtime.hub.repo import fetch_listing
 

@@ -319,8 +319,10 @@ def _why(best: ModelChoice, choices: list[ModelChoice]) -> str:
     fit = best.fit
     room = f"needs about {format_size(fit.needed_bytes)} of the {format_size(fit.available_bytes)} of {fit.memory} free"
     if best.kind == "checkpoint":
+        why = ("No GGUF file here fits comfortably." if any(c.kind == "gguf" for c in choices)
+               else "This repo has no GGUF file: convert it to chat with it.")
         return (f"Recommended: the original checkpoint, to convert to GGUF (Compress tab); it {room} as F16. "
-                "No GGUF file here fits comfortably.")
+                + why)
     if best.quant in UNQUANTIZED:
         has_quantized = any(c.kind == "gguf" and c.quant not in UNQUANTIZED for c in choices)
         why = ("the quantized files here do not fit comfortably" if has_quantized
@@ -422,7 +424,7 @@ def _fetch_range(repo_id: str, path: str, revision: str, start: int, end: int, *
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-    from runtime.hub.endpoint import endpoint, offline
+    from runtime.hub.endpoint import endpoint, offline, sync_huggingface_hub
     from runtime.hub.failures import hub_error
 
     if offline():
@@ -430,6 +432,7 @@ def _fetch_range(repo_id: str, path: str, revision: str, start: int, end: int, *
 
         raise HubOffline(f"Offline mode is on: the header of {path} cannot be read from Hugging Face.",
                          repo_id=repo_id, filename=path)
+    sync_huggingface_hub()
     url = hf_hub_url(repo_id, path, revision=revision, endpoint=endpoint())
     headers = build_hf_headers(token=token or False)
     headers["Range"] = f"bytes={start}-{end - 1}"

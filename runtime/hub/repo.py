@@ -17,7 +17,8 @@ CONFIG_FILE = "config.json"
 CONFIG_MAX_BYTES = 4 * 1024**2     # a real config.json is a few KiB
 LISTING_TIMEOUT_S = 20.0
 
-_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_-])?$|^[A-Za-z0-9]$")
+# The hub's rule: letters, digits, "-", "_", "."; no "-" or "." first or last; at most 96 characters.
+_REPO_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _LICENCE_TAG = "license:"
 
 
@@ -124,13 +125,14 @@ def fetch_listing(repo_id: str, revision: str | None = None, token: str | None =
     """
     from huggingface_hub import HfApi
 
-    from runtime.hub.endpoint import endpoint, offline
+    from runtime.hub.endpoint import endpoint, offline, sync_huggingface_hub
     from runtime.hub.failures import hub_error
 
     repo_id = check_repo_id(repo_id)
     if offline():
         raise HubOffline(f"Offline mode is on (HF_HUB_OFFLINE): the files of {repo_id} cannot be listed.",
                          repo_id=repo_id)
+    sync_huggingface_hub()
     try:
         info = HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision, files_metadata=True,
                                                       token=token or False, timeout=LISTING_TIMEOUT_S)

@@ -140,12 +140,13 @@ class ModelSearch:
         and HubError / BadToken for a network, server or token failure. A checkpoint search drops GGUF
         repos, so a page can hold fewer than ``page_size`` results; it is never empty while more exist.
         """
-        from runtime.hub.endpoint import offline
+        from runtime.hub.endpoint import offline, sync_huggingface_hub
 
         if offline():
             raise HubOffline("Offline mode is on (HF_HUB_OFFLINE): Hugging Face cannot be searched.",
                              hint="The catalog and the models already on disk are still available. "
                                   + HubOffline.default_hint)
+        sync_huggingface_hub()  # huggingface_hub's own copy of the flag dates from its import
         results: list[RepoSummary] = []
         while self.has_more and not results:
             response = self._get()

@@ -115,7 +115,7 @@ def test_offline_mode_asks_nothing(repos, monkeypatch):
 
 
 @pytest.mark.parametrize("bad", ["", "org", "org/name/extra", "../etc", "org/..", "-org/name", "org/na me",
-                                 "org/name.", "org/a--b"])
+                                 "org/name.", "org/name-", "org/a--b", "org/" + "x" * 97])
 def test_a_name_that_is_no_repo_is_refused_before_asking(repos, bad):
     before = len(repos.requests)
     with pytest.raises(RepoNotFound) as err:
@@ -128,6 +128,7 @@ def test_repo_urls_are_accepted():
     assert check_repo_id("https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF/tree/main") == \
         "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
     assert check_repo_id(" bartowski/SmolLM2-135M-Instruct-GGUF ") == "bartowski/SmolLM2-135M-Instruct-GGUF"
+    assert check_repo_id("_org/x") == "_org/x" and check_repo_id("a/b") == "a/b"
 
 
 UNSAFE = ["../evil.gguf", "models/../../evil.gguf", "/etc/passwd", "a\\..\\evil.gguf", "a//b.gguf", "./x.gguf",

@@ -124,6 +124,14 @@ def test_offline_mode(repos, monkeypatch):
     assert len(repos.requests) == before
 
 
+def test_offline_flag_follows_the_environment_not_the_import(repos, monkeypatch):
+    """huggingface_hub copied HF_HUB_OFFLINE=1 when imported; unset since, searching works."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert ids(ModelSearch("tiny").next_page())[0] == "org/tiny"
+
+
 @pytest.mark.parametrize("kwargs, problem", [({"kind": "onnx"}, "kind"), ({"sort": "size"}, "sort"),
                                              ({"page_size": 0}, "page"), ({"page_size": 5000}, "page")])
 def test_bad_arguments(kwargs, problem):
