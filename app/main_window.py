@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self.models_tab.refresh()
+        self.models_tab.start_downloads()   # unfinished downloads of the last session continue
         self._version_worker = Worker(engine_version, name="engine-version")
         self._version_worker.sig_done.connect(self.version_label.setText)
         self._version_worker.start()

@@ -6,7 +6,7 @@ local files), ``HubPage`` (search, catalog and a repo's files) and ``DownloadsPa
 routes: a finished download refreshes the library, "Chat with it" and friends leave as
 ``sig_open_requested(action, path)`` for the main window to act on.
 
-Test hooks: ``refresh()``, ``add_files(paths)``, ``library`` (its ``model`` and ``cell``),
+Test hooks: ``refresh()``, ``add_files(paths)``, ``start_downloads()``, ``download(listing, choice, dest)``, ``library`` (its ``model`` and ``cell``),
 ``actions`` (replace ``ask_add_mode`` / ``confirm_delete`` / ``open_folder``), ``hub``,
 ``downloads`` (the controller) and ``downloads_panel``.
 """
@@ -15,11 +15,28 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
 
+from runtime.errors import StoreError
 from widgets.common.banner import Banner
+from widgets.models.downloads import DownloadController
+from widgets.models.downloads_panel import DownloadsPanel
+from widgets.models.hub_page import HubPage
 from widgets.models.library_actions import LibraryActions
 from widgets.models.library_model import scan_library_rows
 from widgets.models.library_view import LibraryView
 from widgets.workers import Worker, error_text
+
+UI_BUSY_TIMEOUT_S = 0.25   # how long a write from the UI thread waits for another writer of the database
+OFFLINE_TEXT = ("Offline mode is on (HF_HUB_OFFLINE): searching and downloading are off. The beginner "
+                "catalog and the models already on this computer are available.")
+
+
+def open_download_store(store=None):
+    """The download records, in the same SQLite file as ``store`` (or the app's default file)."""
+    from runtime.store.downloads import DownloadStore
+
+    downloads = DownloadStore(store.path if store is not None else None)
+    downloads.set_busy_timeout(UI_BUSY_TIMEOUT_S)   # this (UI) thread never waits long on the database
+    return downloads
 
 
 class ModelsTab(QWidget):
@@ -28,23 +45,43 @@ class ModelsTab(QWidget):
     sig_library_loaded = Signal(list)      # list[LibraryRow]
     sig_open_requested = Signal(str, str)  # "chat" | "compress" | "benchmark", model path
 
-    def __init__(self, store=None, parent: QWidget | None = None):
+    def __init__(self, store=None, download_store=None, parent: QWidget | None = None):
         super().__init__(parent)
+        from runtime.hub.endpoint import offline
+
         self.store = store   # ConversationStore (the measured memory of loaded models), or None
         self.banner = Banner()
+        self.offline_banner = Banner()
         self.library = LibraryView()
         self.actions = LibraryActions(self)
+        self.hub = HubPage()
         self.pages = QTabWidget()
         self.pages.addTab(self.library, "On this computer")
+        self.pages.addTab(self.hub, "Find on Hugging Face")
+        self._owns_download_store = download_store is None
+        if download_store is None:
+            try:
+                download_store = open_download_store(store)
+            except StoreError as exc:   # the database is already open for chats, so this is rare
+                self.banner.show_message(f"Downloads are unavailable: {error_text(exc)}", "error")
+        self.download_store = download_store
+        self.downloads = DownloadController(download_store, self) if download_store is not None else None
+        self.downloads_panel = DownloadsPanel(self.downloads) if self.downloads is not None else None
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.pages)
+        if self.downloads_panel is not None:
+            self.splitter.addWidget(self.downloads_panel)
+            self.splitter.setStretchFactor(0, 3)
+            self.splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.offline_banner)
         layout.addWidget(self.banner)
         layout.addWidget(self.splitter, 1)
         self._worker: Worker | None = None
         self._rescan = False
         self._select_after_scan = None
         self._wire()
+        self.set_offline(offline())
 
     @property
     def model(self):
@@ -71,6 +108,58 @@ class ModelsTab(QWidget):
         actions.sig_idle.connect(lib.busy.finish)
         actions.sig_message.connect(self.show_message)
         actions.sig_changed.connect(self._on_library_changed)
+        self.hub.sig_download.connect(self.download)
+        if self.downloads is not None:
+            self.downloads.sig_done.connect(self._on_download_done)
+            self.downloads.sig_failed.connect(self._on_download_failed)
+            self.downloads_panel.sig_open_requested.connect(self.sig_open_requested)
+
+    # -- offline ----------------------------------------------------------------------------------
+
+    def set_offline(self, offline: bool) -> None:
+        """Offline (HF_HUB_OFFLINE): a banner says so; search is off; the catalog and the library stay."""
+        self.offline = offline
+        self.hub.set_offline(offline)
+        if offline:
+            self.offline_banner.show_message(OFFLINE_TEXT, "warning")
+        else:
+            self.offline_banner.dismiss()
+
+    # -- downloads --------------------------------------------------------------------------------
+
+    def start_downloads(self) -> list[int]:
+        """Bring back the unfinished downloads of the last session (running ones continue)."""
+        if self.downloads is None:
+            return []
+        try:
+            return self.downloads.restore()
+        except StoreError as exc:
+            self.show_message(f"The unfinished downloads could not be read: {error_text(exc)}", "error")
+            return []
+
+    def download(self, listing, choice, dest=None):
+        """Queue ``choice`` of ``listing``; the record, or None when it could not be queued."""
+        if self.downloads is None:
+            return None
+        if self.offline:
+            self.show_message("Offline mode is on (HF_HUB_OFFLINE): nothing can be downloaded.", "warning")
+            return None
+        try:
+            return self.downloads.enqueue(listing.repo_id, listing.revision, choice.files, label=choice.label,
+                                          dest=dest)
+        except StoreError as exc:
+            self.show_message(f"The download could not be queued: {error_text(exc)}", "error")
+            return None
+
+    def _on_download_done(self, download_id: int, paths: list) -> None:
+        if paths:
+            self._select_after_scan = str(paths[0])
+        self.refresh()
+
+    def _on_download_failed(self, download_id: int, error) -> None:
+        record = self.downloads.records.get(download_id)
+        what = f"{record.repo_id} · {record.label}" if record is not None else "A download"
+        self.show_message(f"{what} failed: {error_text(error)}", "error")
 
     # -- library ----------------------------------------------------------------------------------
 
@@ -94,6 +183,7 @@ class ModelsTab(QWidget):
     def _on_rows(self, result: tuple) -> None:
         rows, problems = result
         self.library.set_rows(rows, problems)
+        self.hub.set_local_files(rows)
         if self._select_after_scan is not None:
             self.library.select_path(self._select_after_scan)
             self._select_after_scan = None
@@ -136,7 +226,12 @@ class ModelsTab(QWidget):
     # -- shut-down --------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Cancel a copy, join every thread of the tab."""
+        """Cancel a copy, stop downloads (kept for the next start), join every thread of the tab."""
         self.actions.shutdown()
+        if self.downloads is not None:
+            self.downloads.shutdown()
+        self.hub.shutdown()
         if self._worker is not None:
             self._worker.wait()
+        if self._owns_download_store and self.download_store is not None:
+            self.download_store.close()
