@@ -399,6 +399,9 @@ def read_remote_gguf_info(repo_id: str, remote: RemoteFile, revision: str, *, to
     """
     from runtime.models.gguf_info import HeaderIncomplete, read_gguf_header_prefix
 
+    if remote.size < 24:
+        raise ModelFileError(f"{remote.path} is only {remote.size} bytes on the hub, too short for a GGUF model.",
+                             path=remote.path, hint="The repo's file is damaged or empty; try another file.")
     want = min(HEADER_FIRST_BYTES, remote.size)
     data = bytearray()
     while True:

@@ -307,6 +307,13 @@ def test_a_file_that_is_not_gguf_leaves_a_note(hub):
     assert choice.fit is not None and choice.estimate_bytes == choice.size_bytes + 32 * MiB
 
 
+def test_an_empty_file_is_not_fetched(hub):
+    sha = hub.add_repo("org/empty-GGUF", {"empty-Q4_K_M.gguf": b""})
+    with pytest.raises(ModelFileError, match="too short"):
+        read_remote_gguf_info("org/empty-GGUF", RemoteFile("empty-Q4_K_M.gguf", 0), sha)
+    assert not [r for r in hub.requests if "/resolve/" in r[1]]
+
+
 def test_gated_header_without_token_leaves_a_note_and_works_with_one(hub, starter_model):
     sha = hub.add_repo("org/gated-GGUF", {starter_model.name: starter_model}, gated="manual")
     listing = listing_of(hub, "org/gated-GGUF", sha)
