@@ -25,6 +25,7 @@ _LICENCE_TAG = "license:"
 class UnsafeListing(HubError):
     """A repo listing names a file that would be written outside its download folder."""
 
+    kind = "unsafe_listing"
     default_hint = ("This repo's file list is malformed or hostile; nothing was downloaded. "
                     "Do not download from it, or report it to Hugging Face.")
 
