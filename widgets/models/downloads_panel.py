@@ -90,12 +90,10 @@ class DownloadItem(QFrame):
         fraction = done / total if total else 0.0
         self.bar.setValue(int(1000 * min(max(fraction, 0.0), 1.0)))
         self.bar.setFormat(f"{fraction:.0%}")
-        parts = [STATUS_TEXT.get(status, status), f"{format_size(done)} of {format_size(total)}"]
+        text = f"{STATUS_TEXT.get(status, status)} · {format_size(done)} of {format_size(total)}"
         if status == "running" and self.message:
-            speed = self.message.split(" · ", 1)[1] if " · " in self.message else ""
-            if speed:
-                parts.append(speed)
-        text = " · ".join(parts)
+            # runtime.hub.download's own words: the file, bytes, speed and time left (RateMeter)
+            text = f"{STATUS_TEXT['running']} · {self.message}"
         if status == "failed" and self.message:
             text += f"\n{self.message}"
         if status == "paused":

@@ -80,6 +80,7 @@ class ModelsTab(QWidget):
         self._worker: Worker | None = None
         self._rescan = False
         self._select_after_scan = None
+        self._closing = False
         self._wire()
         self.set_offline(offline())
 
@@ -169,6 +170,8 @@ class ModelsTab(QWidget):
 
     def refresh(self) -> None:
         """Rescan the library on a worker thread (once more after the running scan, if one runs)."""
+        if self._closing:
+            return
         if self.scanning:
             self._rescan = True
             return
@@ -227,6 +230,7 @@ class ModelsTab(QWidget):
 
     def shutdown(self) -> None:
         """Cancel a copy, stop downloads (kept for the next start), join every thread of the tab."""
+        self._closing = True
         self.actions.shutdown()
         if self.downloads is not None:
             self.downloads.shutdown()
