@@ -33,7 +33,7 @@ class HubPage(QWidget):
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.repo)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([460, 700])
+        self.splitter.setSizes([540, 720])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.splitter)

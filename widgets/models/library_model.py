@@ -64,14 +64,14 @@ def scan_library_rows(measured: Callable[[], dict] | None = None) -> tuple[list[
 
 
 def measured_text(row: LibraryRow) -> str:
-    """'1.1 GiB at 2,048 tokens (estimate +12%)' or 'not measured yet'."""
+    """'1.1 GiB (estimate +12%)' or 'not measured yet' (the context it ran with is in the tooltip)."""
     from runtime.models.gguf_info import format_size
 
     m = row.measured
     if not m or not m.get("measured_bytes"):
         return NOT_MEASURED
     used, estimated = int(m["measured_bytes"]), int(m.get("estimated_bytes") or 0)
-    text = f"{format_size(used)} at {int(m.get('n_ctx') or 0):,} tokens"
+    text = format_size(used)
     if estimated:
         text += f" (estimate {(estimated - used) / used:+.0%})"
     return text

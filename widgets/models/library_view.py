@@ -76,6 +76,7 @@ class LibraryView(QWidget):
 
     def set_rows(self, rows: list[LibraryRow], problems: list[str]) -> None:
         self.model.set_rows(rows)
+        self.tree.setRootIsDecorated(any(self.model.rowCount(self.model.index(i, 0)) for i in range(self.model.rowCount())))
         self.tree.expandAll()
         unreadable = sum(1 for r in rows if r.entry.info is None)
         groups = len(self.model.groups())

@@ -16,9 +16,14 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QHeaderView,
 from widgets.common.fit_badge import fit_colours, fit_label
 from widgets.workers import Worker, error_text
 
-COLUMNS = ("File", "Type", "Size", "Fit", "Needs", "Why", "")
+COLUMNS = ("File", "Type", "Size", "Fit", "Needs", "")
+REASON_ROLE = Qt.ItemDataRole.UserRole + 1   # a choice row's reason, note and fit figures, shown below the list
 RECOMMENDED_BACKGROUND = "#e8f5e9"
 CONTEXT_DEBOUNCE_MS = 300
+SUMMARY_STYLES = {
+    "recommended": "background: #e8f5e9; border: 1px solid #b7dfb9; border-radius: 4px; padding: 4px;",
+    "none": "background: #fff4d6; border: 1px solid #f0d58c; border-radius: 4px; padding: 4px;",
+}
 DEST_CHOICES = (("hf-cache", "the Hugging Face cache"), ("models", "the app's models folder"),
                 ("other", "another folder…"))
 
@@ -61,6 +66,7 @@ class RepoView(QWidget):
         self.dest.setToolTip("The Hugging Face cache lets other tools reuse the files.")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
+        self.summary.hide()
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -70,8 +76,14 @@ class RepoView(QWidget):
         self.files.setUniformRowHeights(True)
         header = self.files.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(False)
+        self.files.currentItemChanged.connect(self._on_current_file)
+        self.detail = QLabel()   # why the selected file is (or is not) the recommended one, with the figures
+        self.detail.setWordWrap(True)
+        self.detail.setTextFormat(Qt.TextFormat.PlainText)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail.setStyleSheet("color: #333333;")
 
         options = QHBoxLayout()
         options.addWidget(QLabel("Context length"))
@@ -87,6 +99,7 @@ class RepoView(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.status)
         layout.addWidget(self.files, 1)
+        layout.addWidget(self.detail)
 
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -113,7 +126,7 @@ class RepoView(QWidget):
         self._show_title()
         self.files.clear()
         self.buttons = {}
-        self.summary.setText("")
+        self.summary.hide()
         self.status.setText(f"Reading the files of {repo_id}…")
         self._judge(repo_id, None)
 
@@ -145,7 +158,10 @@ class RepoView(QWidget):
 
         self.listing, self.choices = result
         self._show_title()
-        self.summary.setText(summarize(self.choices))
+        best = next((c for c in self.choices if c.recommended), None)
+        self.summary.setText(("★ " if best is not None else "") + summarize(self.choices))
+        self.summary.setStyleSheet(SUMMARY_STYLES["recommended" if best is not None else "none"])
+        self.summary.show()
         self.status.setText("")
         self._fill()
         self.sig_judged.emit(self.repo_id)
@@ -208,6 +224,9 @@ class RepoView(QWidget):
             self.files.addTopLevelItem(group)
         if not self.choices:
             self.status.setText("This repo has no GGUF file and no checkpoint to download.")
+        best = next((i for i in range(self.files.topLevelItemCount())
+                     if self.choices and i < len(self.choices) and self.choices[i].recommended), None)
+        self.files.setCurrentItem(self.files.topLevelItem(best if best is not None else 0))
 
     def _choice_item(self, choice) -> QTreeWidgetItem:
         from runtime.models.gguf_info import format_size
@@ -217,12 +236,13 @@ class RepoView(QWidget):
         if choice.kind == "checkpoint":
             kind = f"checkpoint {choice.dtype or ''}".strip()
         label = choice.name if len(choice.files) == 1 else f"{choice.label}: {choice.name} ({len(choice.files)} files)"
-        why = choice.reason or choice.note
         item = QTreeWidgetItem([("★ " if choice.recommended else "") + label, kind, format_size(choice.size_bytes),
                                 fit_label(fit.status if fit else None),
-                                format_size(fit.needed_bytes) if fit else "", why, ""])
-        item.setToolTip(COLUMNS.index("Why"), "\n".join(filter(None, [choice.reason, choice.note, choice.unusable])))
-        item.setToolTip(0, "\n".join(f.path for f in choice.files))
+                                format_size(fit.needed_bytes) if fit else "", ""])
+        reason = "\n".join(filter(None, [choice.reason, choice.note, choice.unusable]))
+        item.setData(0, REASON_ROLE, "\n".join(filter(None, [f"{choice.name}: {reason}" if reason else choice.name,
+                                                            fit.tooltip if fit is not None else ""])))
+        item.setToolTip(0, "\n".join([*(f.path for f in choice.files), reason]))
         if fit is not None:
             col = COLUMNS.index("Fit")
             item.setToolTip(col, fit.tooltip if hasattr(fit, "tooltip") else fit.message)
@@ -239,6 +259,14 @@ class RepoView(QWidget):
                 if col != COLUMNS.index("Fit"):
                     item.setBackground(col, QBrush(QColor(RECOMMENDED_BACKGROUND)))
         return item
+
+    def _on_current_file(self, item, _previous=None) -> None:
+        self.detail.setText(item.data(0, REASON_ROLE) or "" if item is not None else "")
+
+    def reason_of(self, name: str) -> str:
+        """What the list says about the choice ``name`` when it is selected (for tests)."""
+        item = self.row_of(name)
+        return item.data(0, REASON_ROLE) or "" if item is not None else ""
 
     def _other_files(self) -> list:
         if self.listing is None:

@@ -17,7 +17,7 @@ from widgets.workers import Worker, error_text
 
 KIND_CHOICES = (("gguf", "GGUF files (ready to run)"), ("checkpoint", "Original checkpoints"), ("all", "All"))
 SORT_CHOICES = (("downloads", "Most downloaded"), ("likes", "Most liked"), ("updated", "Recently updated"))
-COLUMNS = ("Model", "Kind", "Downloads", "Likes", "Updated", "Licence")
+COLUMNS = ("Model", "Kind", "Downloads", "Likes", "Updated")   # the licence is in the tooltip and the repo view
 SUMMARY_ROLE = Qt.ItemDataRole.UserRole + 1
 KIND_LABELS = {"gguf": "GGUF", "checkpoint": "Checkpoint", "other": "Other"}
 PAGE_SIZE = 20
@@ -69,6 +69,7 @@ class SearchPanel(QWidget):
         self.results.setRootIsDecorated(False)
         self.results.setUniformRowHeights(True)
         self.results.setAlternatingRowColors(True)
+        self.results.setTextElideMode(Qt.TextElideMode.ElideMiddle)   # keep both the org and the model
         header = self.results.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -187,14 +188,17 @@ class SearchPanel(QWidget):
             return   # an answer to an older search: dropped
         search, results, has_more, answered_at = result
         self._search = search
-        known = {self.results.topLevelItem(i).data(0, SUMMARY_ROLE).repo_id
+        known = {self.results.topLevelItem(i).data(0, SUMMARY_ROLE).repo_id.lower(): self.results.topLevelItem(i)
                  for i in range(self.results.topLevelItemCount())}
         self.results.setUpdatesEnabled(False)
         added = 0
         for summary in results:
-            if summary.repo_id not in known:
+            item = known.get(summary.repo_id.lower())
+            if item is None:
                 self._add_item(summary)
                 added += 1
+            elif item.data(0, SUMMARY_ROLE).downloads is None:   # a catalog entry: show the hub's figures
+                self._fill_item(item, summary)
         self.results.setUpdatesEnabled(True)
         self.more_button.setEnabled(has_more)
         total = self.results.topLevelItemCount()
@@ -223,26 +227,34 @@ class SearchPanel(QWidget):
     # -- items --------------------------------------------------------------------------------------
 
     def _add_item(self, summary) -> QTreeWidgetItem:
+        item = QTreeWidgetItem()
+        self._fill_item(item, summary)
+        self.results.addTopLevelItem(item)
+        return item
+
+    def _fill_item(self, item: QTreeWidgetItem, summary) -> None:
         from runtime.hub.catalog import catalog_entry_for
 
         entry = summary.catalog or catalog_entry_for(summary.repo_id)
-        name = summary.repo_id
-        if entry is not None:
-            name = f"★ {entry.name} — {summary.repo_id}"
+        if entry is not None and summary.catalog is None:
+            summary.catalog = entry
+        name = f"★ {summary.repo_id}" if entry is not None else summary.repo_id
         updated = (summary.last_modified or "")[:10]
-        item = QTreeWidgetItem([name, KIND_LABELS.get(summary.kind, summary.kind), _count(summary.downloads),
-                                _count(summary.likes), updated, summary.licence or entry and entry.licence or ""])
+        licence = summary.licence or (entry.licence if entry is not None else "")
+        for col, text in enumerate([name, KIND_LABELS.get(summary.kind, summary.kind), _count(summary.downloads),
+                                    _count(summary.likes), updated]):
+            item.setText(col, text)
         item.setData(0, SUMMARY_ROLE, summary)
         tip = summary.repo_id
         if entry is not None:
             tip = f"{entry.name} ({entry.parameters} parameters): {entry.description}\n{summary.repo_id}"
+        if licence:
+            tip += f"\nLicence: {licence}"
         if summary.gated:
             tip += "\nGated: accept the licence on huggingface.co and add a token (Token…) to download."
         item.setToolTip(0, tip)
         for col in (2, 3):
             item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.results.addTopLevelItem(item)
-        return item
 
     def repo_ids(self) -> list[str]:
         """The repos listed, in order (for tests)."""

@@ -40,8 +40,8 @@ def test_offline_the_catalog_shows_and_search_is_off(qtbot, models_tab):
     ids = panel.repo_ids()
     assert "bartowski/SmolLM2-135M-Instruct-GGUF" in ids and len(ids) >= 10
     first = panel.results.topLevelItem(0)
-    assert first.text(0).startswith("★ SmolLM2 135M Instruct") and first.text(5) == "Apache-2.0"
-    assert "runs on any computer" in first.toolTip(0)
+    assert first.text(0) == "★ bartowski/SmolLM2-135M-Instruct-GGUF" and "Licence: Apache-2.0" in first.toolTip(0)
+    assert "SmolLM2 135M Instruct" in first.toolTip(0) and "runs on any computer" in first.toolTip(0)
     # offline, a catalog repo's files cannot be listed: the repo view says so
     panel.choose(ids[0])
     view = models_tab.hub.repo
@@ -144,7 +144,9 @@ def test_repo_view_badges_recommendation_and_context(qtbot, starter_repo, models
     assert [cells(view, n)["Fit"] for n in (q4, q8, f16)] == ["Fits", "Fits", "Tight"]
     assert cells(view, q8)["File"] == f"★ {q8}" and cells(view, q4)["File"] == q4
     assert cells(view, q8)["Size"] == "150.0 MiB" and cells(view, q8)["Type"] == "Q8_0"
-    assert "Recommended" in cells(view, q8)["Why"] and "Q8_0" in view.summary.text()
+    assert view.reason_of(q8).startswith(f"{q8}: Recommended") and "Q8_0" in view.summary.text()
+    assert view.detail.text() == view.reason_of(q8)                      # the recommended one is selected
+    assert "lower quality than Q8_0" in view.reason_of(q4)
     assert view.row_of(q8).font(0).bold() and not view.row_of(q4).font(0).bold()
     tip = view.row_of(f16).toolTip(FILE_COLUMNS.index("Fit"))
     assert "Weights 280.0 MiB + KV cache" in tip and "512.0 MiB of RAM is free" in tip

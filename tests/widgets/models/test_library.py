@@ -76,10 +76,10 @@ def test_measured_memory_shows_next_to_the_estimate(qtbot, tab, store, starter_m
     assert estimate.endswith("MiB")
     store.record_model_memory(starter, n_ctx=2048, estimated_bytes=300 * 2**20, measured_bytes=250 * 2**20)
     scan(qtbot, tab)
-    assert tab.library.cell(starter, "Measured") == "250.0 MiB at 2,048 tokens (estimate +20%)"
+    assert tab.library.cell(starter, "Measured") == "250.0 MiB (estimate +20%)"
     index = tab.model.index_of_path(starter).siblingAtColumn(COLUMNS.index("Measured"))
     tooltip = index.data(Qt.ItemDataRole.ToolTipRole)
-    assert "300.0 MiB" in tooltip and "50.0 MiB more than it needed" in tooltip
+    assert "300.0 MiB" in tooltip and "50.0 MiB more than it needed" in tooltip and "2,048-token" in tooltip
 
 
 def test_add_by_reference_persists_and_survives_a_new_tab(qtbot, tab, tmp_path, store):
