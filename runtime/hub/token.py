@@ -78,18 +78,22 @@ def save_token(token: str) -> None:
     ok, why = keyring_available()
     if not ok:
         raise WorkbenchError("The token cannot be saved: " + why.split(". ")[0] + ".", hint=NO_KEYRING_HINT)
+    failure = None
     try:
         import keyring
 
         keyring.set_password(SERVICE, USER, token)
     except Exception as exc:  # noqa: BLE001 - never echo the backend's text: it might quote the secret
-        raise WorkbenchError(f"The OS keyring refused to save the token ({type(exc).__name__}).",
+        failure = type(exc).__name__
+    if failure:  # raised out here so that the backend's exception is not even kept as the context
+        raise WorkbenchError(f"The OS keyring refused to save the token ({failure}).",
                              hint="Unlock the keyring (log in to the desktop session) and try again, or "
-                                  + NO_KEYRING_HINT[0].lower() + NO_KEYRING_HINT[1:]) from None
+                                  + NO_KEYRING_HINT[0].lower() + NO_KEYRING_HINT[1:])
 
 
 def forget_token() -> bool:
     """Remove the saved token from the keyring; True if one was there. HF_TOKEN is not touched."""
+    failure = None
     try:
         import keyring
         from keyring.errors import PasswordDeleteError
@@ -101,9 +105,10 @@ def forget_token() -> bool:
     except PasswordDeleteError:
         return False
     except Exception as exc:  # noqa: BLE001
-        raise WorkbenchError(f"The OS keyring refused to remove the token ({type(exc).__name__}).",
-                             hint="Unlock the keyring and try again, or remove the entry "
-                                  f"'{SERVICE}' with the system's keyring tool.") from None
+        failure = type(exc).__name__
+    raise WorkbenchError(f"The OS keyring refused to remove the token ({failure}).",
+                         hint="Unlock the keyring and try again, or remove the entry "
+                              f"'{SERVICE}' with the system's keyring tool.")
 
 
 def _priority(backend) -> float:
