@@ -104,6 +104,7 @@ class DownloadController(QObject):
     sig_failed = Signal(int, object)             # id, error object
     sig_cancelled = Signal(int, str)             # id, "paused" | "cancelled"
     sig_removed = Signal(int)
+    sig_store_error = Signal(object)             # a StoreError from a write on the UI thread (busy database)
 
     def __init__(self, store, parent=None, max_parallel: int = 1):
         super().__init__(parent)
@@ -160,9 +161,8 @@ class DownloadController(QObject):
             worker.cancel()
             return True
         record = self.records.get(download_id)
-        if record is None or record.status != "queued":
+        if record is None or record.status != "queued" or not self._write(download_id, status="paused"):
             return False
-        self._set(self.store.update(download_id, status="paused"))
         self.sig_cancelled.emit(download_id, "paused")
         return True
 
@@ -171,7 +171,8 @@ class DownloadController(QObject):
         record = self.records.get(download_id)
         if record is None or download_id in self._running or record.status not in ("paused", "failed", "cancelled"):
             return False
-        self._set(self.store.update(download_id, status="queued"))
+        if not self._write(download_id, status="queued"):
+            return False
         self._pump()
         return True
 
@@ -277,6 +278,17 @@ class DownloadController(QObject):
         self.records[record.id] = record
         self._order.append(record.id)
         self.sig_added.emit(record)
+
+    def _write(self, download_id: int, **changes) -> bool:
+        """Change a record from the UI thread (the store waits briefly there); False when it is busy."""
+        from runtime.errors import StoreError
+
+        try:
+            self._set(self.store.update(download_id, **changes))
+        except StoreError as exc:
+            self.sig_store_error.emit(exc)
+            return False
+        return True
 
     def _set(self, record) -> None:
         self.records[record.id] = record

@@ -113,6 +113,8 @@ class ModelsTab(QWidget):
         if self.downloads is not None:
             self.downloads.sig_done.connect(self._on_download_done)
             self.downloads.sig_failed.connect(self._on_download_failed)
+            self.downloads.sig_store_error.connect(
+                lambda error: self.show_message(f"The download list could not be updated: {error_text(error)}", "error"))
             self.downloads_panel.sig_open_requested.connect(self.sig_open_requested)
 
     # -- offline ----------------------------------------------------------------------------------

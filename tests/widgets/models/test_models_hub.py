@@ -49,6 +49,20 @@ def test_offline_the_catalog_shows_and_search_is_off(qtbot, models_tab):
     assert "None of its files are on this computer yet" in view.status.text()
 
 
+def test_offline_a_repo_names_its_files_already_on_disk(qtbot, models_tab):
+    from model_files import write_hf_cache_model
+    from runtime import paths
+
+    write_hf_cache_model(paths.hf_cache_dir(), STARTER_REPO, "SmolLM2-135M-Instruct-Q8_0.gguf")
+    with qtbot.waitSignal(models_tab.sig_library_loaded, timeout=60_000):
+        models_tab.refresh()
+    view = models_tab.hub.repo
+    view.open_repo(STARTER_REPO)
+    qtbot.waitUntil(lambda: "Offline mode is on" in view.status.text(), timeout=30_000)
+    assert "Already on this computer" in view.status.text()
+    assert "SmolLM2-135M-Instruct-Q8_0" in view.status.text()
+
+
 def test_online_there_is_no_banner(qtbot, hub, models_tab):
     assert not models_tab.offline_banner.isVisibleTo(models_tab)
     assert models_tab.hub.search.query.isEnabled()
@@ -101,9 +115,14 @@ def test_a_stale_answer_is_dropped(qtbot, many, models_tab, monkeypatch):
         return real(search, job)
 
     monkeypatch.setattr(search_module, "fetch_page", slow_for_alpha)
+    import time
+
     panel = models_tab.hub.search
     panel.query.setText("alpha")
+    began = time.perf_counter()
     panel.search_button.click()
+    assert time.perf_counter() - began < 0.1, "the UI thread never waits for the hub"
+    assert panel.status.text() == "Searching Hugging Face…"
     assert search(qtbot, panel, "beta") == ["org/beta-GGUF"]
     shown = []
     panel.sig_results_shown.connect(lambda n, s: shown.append(n))
