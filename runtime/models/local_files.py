@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runtime import paths
 from runtime.errors import DiskFull, ModelFileError
-from runtime.jobs import CancelToken, ProgressCallback, no_progress
+from runtime.jobs import CancelToken, ProgressCallback, RateMeter, no_progress
 from runtime.models.gguf_info import format_size, read_gguf_info
 from runtime.models.library import ModelEntry, is_inside, model_files, readable, split_parts
 
@@ -63,9 +63,9 @@ def copy_into_models(src: str | os.PathLike, *, progress: ProgressCallback = no_
                        hint="Free some disk space, or add the model by reference (it stays where it is).")
     temps = [folder / f".{t.name}.{uuid.uuid4().hex[:8]}.tmp" for t in targets]
     try:
-        done = 0
+        done, meter = 0, RateMeter(total)
         for s, temp in zip(sources, temps):
-            done = _copy_file(s, temp, done, total, progress, cancel, readable(src.name))
+            done = _copy_file(s, temp, done, total, progress, cancel, readable(src.name), meter)
         for temp, size, s in zip(temps, sizes, sources):
             if temp.stat().st_size != size:
                 raise ModelFileError(f"The copy of {readable(s.name)} came out {temp.stat().st_size:,} bytes "
@@ -81,7 +81,7 @@ def copy_into_models(src: str | os.PathLike, *, progress: ProgressCallback = no_
     return targets[0]
 
 
-def _copy_file(src: Path, dest: Path, done: int, total: int, progress, cancel, name: str) -> int:
+def _copy_file(src: Path, dest: Path, done: int, total: int, progress, cancel, name: str, meter: RateMeter) -> int:
     with open(src, "rb") as fin, open(dest, "xb") as fout:
         while True:
             if cancel is not None:
@@ -96,7 +96,9 @@ def _copy_file(src: Path, dest: Path, done: int, total: int, progress, cancel, n
                     raise DiskFull(f"The disk filled up while copying {name}", path=dest.parent) from None
                 raise
             done += len(chunk)
-            progress(done, total, f"Copying {name}: {format_size(done)} of {format_size(total)}")
+            meter.update(done)
+            progress(done, total, f"Copying {name}: {format_size(done)} of {format_size(total)}, "
+                                  f"{meter.text(format_size)}")
         fout.flush()
         os.fsync(fout.fileno())
     return done
