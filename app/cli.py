@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_hub import add_search_parsers
 
     add_search_parsers(sub)
+    from app.cli_download import add_download_parser
+
+    add_download_parser(sub)
     return parser
 
 

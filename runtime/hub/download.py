@@ -51,13 +51,14 @@ from runtime.errors import (Cancelled, ChecksumMismatch, DiskFull, DownloadError
 from runtime.hub.endpoint import endpoint, offline, sync_huggingface_hub
 from runtime.hub.failures import hub_error
 from runtime.hub.types import RemoteFile
-from runtime.jobs import CancelToken, ProgressCallback, RateMeter, format_duration, no_progress
+from runtime.jobs import CancelToken, ProgressCallback, RateMeter, no_progress
 
 PARTIAL_SUFFIX = ".workbench.incomplete"
 BLOCK_BYTES = 4 << 20            # what the reader hands the writer at once
 QUEUE_BLOCKS = 4                 # blocks waiting between reader and writer (memory: about 24 MiB in all)
 FAST_READS = True                # read big bodies straight from the socket (see _Download._read_body)
 FAST_READS_MIN_BYTES = 8 << 20
+HAND_OVER_S = 0.25               # a slow network's bytes reach the disk at least this often (a kill loses less)
 RETRIES = 5                      # failed attempts in a row, without new bytes, before giving up
 BACKOFF_S = (0.2, 1.0, 2.0, 4.0, 8.0)
 CONNECT_TIMEOUT_S = 10.0
@@ -106,6 +107,13 @@ def local_paths(repo_id: str, files: list[RemoteFile], revision: str = "main",
     layout = _Layout(repo_id, dest)
     commit = layout.commit_for(revision)
     return [layout.complete(f, commit) for f in files]
+
+
+def cached_file(repo_id: str, path: str, revision: str = "main", dest: str | Path | None = None) -> Path | None:
+    """Where one file of the repo lies under its final name (whatever its size), or None. No network."""
+    layout = _Layout(repo_id, dest)
+    final = layout.final(RemoteFile(path, 0), layout.commit_for(revision))
+    return final if final is not None and final.is_file() else None
 
 
 def bytes_on_disk(repo_id: str, files: list[RemoteFile], revision: str = "main",
@@ -530,11 +538,14 @@ class _Download:
         held = 0
         now = time.monotonic
         cancel = self.cancel
+        since = now()
         try:
             for piece in chunks:
+                if not pieces:
+                    since = now()
                 pieces.append(piece)
                 held += len(piece)
-                if held >= BLOCK_BYTES:
+                if held >= BLOCK_BYTES or now() - since >= HAND_OVER_S:
                     sink.put(b"".join(pieces))
                     pieces.clear()
                     held = 0
@@ -557,13 +568,14 @@ class _Download:
             view = memoryview(buf)
             want = min(len(buf), left)
             filled = 0
+            since = now()
             try:
                 while filled < want:
                     n = sock.recv_into(view[filled:want])
                     if not n:
                         raise _Retry("the connection dropped")
                     filled += n
-                    if cancel.cancelled:
+                    if cancel.cancelled or now() - since >= HAND_OVER_S:
                         break
                     if now() - self._last_report >= PROGRESS_EVERY_S:
                         self._report(base + sink.received + filled, label, sink.received + filled, t.size)
@@ -930,4 +942,4 @@ def _scrub(exc: WorkbenchError, token: str | None) -> WorkbenchError:
     return exc
 
 
-__all__ = ["download_files", "discard_partial", "local_paths", "bytes_on_disk", "PARTIAL_SUFFIX", "format_duration"]
+__all__ = ["download_files", "discard_partial", "local_paths", "cached_file", "bytes_on_disk", "PARTIAL_SUFFIX"]
