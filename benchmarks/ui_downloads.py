@@ -1,6 +1,6 @@
 """How the Models tab behaves while it searches and downloads: results on screen, event-loop stalls.
 
-    .venv/bin/python benchmarks/ui_downloads.py [--size-mib 1024] [--searches 10] [--repos 60]
+    .venv/bin/python benchmarks/ui_downloads.py [--size-mib 1024] [--searches 10] [--repos 60] [--throttle-mib 0]
 
 Starts the fake hub (tests/hub_server.py) in a child process, so its threads do not share this
 process's interpreter, serving one big GGUF (the starter model grown to --size-mib with a sparse
@@ -11,7 +11,8 @@ tail, so its header reads) and --repos small repos to search. Opens the real mai
   the list (``SearchPanel.sig_results_shown``), and from the click to that moment;
 * download: the longest event-loop stall and its 99th percentile while the big file downloads
   through the Models tab into a temporary Hugging Face cache (a 5 ms QTimer probes the loop), and
-  the throughput. Goals: stall < 50 ms, results on screen < 300 ms after the answer.
+  the throughput (--throttle-mib N: the hub sends N MiB/s, like a real connection, so the
+  download lasts longer). Goals: stall < 50 ms, results on screen < 300 ms after the answer.
 
 Prints figures; not a test.
 """
@@ -47,6 +48,7 @@ sys.path.insert(0, {tests!r})
 from pathlib import Path
 from hub_server import FakeHub
 hub = FakeHub()
+hub.throttle = {throttle}
 hub.add_repo({big_repo!r}, {{{big_file!r}: Path({big_path!r}), "README.md": "# big"}}, downloads=10**6)
 for i in range({repos}):
     hub.add_repo(f"bench/searchable-model-{{i:03d}}-GGUF", {{f"searchable-{{i}}-Q4_K_M.gguf": b"G" * 64}},
@@ -71,9 +73,9 @@ def big_file(size_mib: int, folder: Path) -> Path:
     return path
 
 
-def start_hub(path: Path, repos: int) -> tuple[subprocess.Popen, str]:
+def start_hub(path: Path, repos: int, throttle: int | None) -> tuple[subprocess.Popen, str]:
     code = SERVER.format(tests=str(ROOT / "tests"), big_repo=BIG_REPO, big_file=BIG_FILE, big_path=str(path),
-                         repos=repos)
+                         repos=repos, throttle=throttle)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line:
@@ -105,12 +107,13 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--searches", type=int, default=10)
     parser.add_argument("--repos", type=int, default=60)
+    parser.add_argument("--throttle-mib", type=float, default=0, help="MiB per second the hub sends (0: no limit)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="workbench-bench-files-"))
     path = big_file(args.size_mib, work)
     print(f"preparing the fake hub: {args.repos} repos to search, {path.stat().st_size / 2**20:,.0f} MiB to download ...")
-    proc, url = start_hub(path, args.repos)
+    proc, url = start_hub(path, args.repos, int(args.throttle_mib * 2**20) or None)
     os.environ["HF_ENDPOINT"] = url
     try:
         from PySide6.QtWidgets import QApplication
