@@ -110,6 +110,7 @@ class ModelsTab(QWidget):
         actions.sig_message.connect(self.show_message)
         actions.sig_changed.connect(self._on_library_changed)
         self.hub.sig_download.connect(self.download)
+        self.banner.sig_action.connect(self._on_banner_action)
         if self.downloads is not None:
             self.downloads.sig_done.connect(self._on_download_done)
             self.downloads.sig_failed.connect(self._on_download_failed)
@@ -160,9 +161,19 @@ class ModelsTab(QWidget):
         self.refresh()
 
     def _on_download_failed(self, download_id: int, error) -> None:
+        from runtime.errors import BadToken, GatedRepo
+
         record = self.downloads.records.get(download_id)
         what = f"{record.repo_id} · {record.label}" if record is not None else "A download"
-        self.show_message(f"{what} failed: {error_text(error)}", "error")
+        text = f"{what} failed: {error_text(error)}"
+        if isinstance(error, (GatedRepo, BadToken)):   # the fix is one click away
+            self.banner.show_message(text, "error", action="token", action_text="Token…")
+        else:
+            self.show_message(text, "error")
+
+    def _on_banner_action(self, action: str) -> None:
+        if action == "token":
+            self.hub.open_token_dialog()
 
     # -- library ----------------------------------------------------------------------------------
 

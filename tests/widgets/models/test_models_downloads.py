@@ -248,3 +248,20 @@ def test_a_download_into_another_folder_is_added_by_reference(qtbot, served, mod
     assert load_references() == [folder / NAME]
     assert models_tab.library.cell(folder / NAME, "Source") == "Added by reference"
     assert not os.listdir(paths.hf_cache_dir()) or not list(paths.hf_cache_dir().rglob(NAME))
+
+
+def test_a_gated_download_offers_the_token_dialog(qtbot, hub, models_tab):
+    hub.add_repo("org/locked-GGUF", {"locked-Q4_0.gguf": b"G" * 1000}, gated="manual")
+    sha = hub.repos["org/locked-GGUF"].sha
+    with qtbot.waitSignal(models_tab.downloads.sig_failed, timeout=60_000) as blocker:
+        models_tab.downloads.enqueue("org/locked-GGUF", sha, [RemoteFile("locked-Q4_0.gguf", 1000)], label="Q4_0")
+    from runtime.errors import GatedRepo
+
+    assert isinstance(blocker.args[1], GatedRepo)
+    banner = models_tab.banner
+    assert "gated" in banner.text() and banner.actions() == ["token"]
+    banner.button("token").click()
+    dialog = models_tab.hub.token_dialog
+    assert dialog is not None and dialog.isVisible()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=10_000)
+    dialog.close()
