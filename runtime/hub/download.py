@@ -150,8 +150,12 @@ def discard_partial(repo_id: str, files: list[RemoteFile], revision: str = "main
                 raise DownloadError(f"{f.path} is still being downloaded, so its partial file cannot be removed.",
                                     hint="Cancel the download and wait for it to stop, then try again.",
                                     path=str(partial), repo_id=repo_id, filename=f.path)
-            freed += os.fstat(fh.fileno()).st_size
-            partial.unlink()
+            size = os.fstat(fh.fileno()).st_size
+            if os.name != "nt":
+                partial.unlink()  # while locked: no download can start on it in between
+        if os.name == "nt":
+            partial.unlink(missing_ok=True)  # Windows deletes only closed files
+        freed += size
     return freed
 
 
@@ -384,6 +388,10 @@ class _Download:
                                     hint="Wait for that download to finish, or stop it, then try again.",
                                     path=str(t.partial), repo_id=self.repo_id, filename=t.remote.path)
             have = os.fstat(fh.fileno()).st_size
+            if not have and self._finished_meanwhile(t):  # another program completed it while we looked
+                fh.close()
+                t.partial.unlink(missing_ok=True)
+                return t.final
             if have > t.size:
                 fh.truncate(0)
                 have = 0
@@ -411,6 +419,14 @@ class _Download:
         finally:
             fh.close()
         return self._install(t)
+
+    def _finished_meanwhile(self, t: _Target) -> bool:
+        if _size(t.final) == t.size and t.final.is_file():
+            return True
+        if t.blob is not None and _size(t.blob) == t.size:
+            _link_into_snapshot(t.blob, t.final)
+            return True
+        return False
 
     def _rehash(self, fh, have: int, hashes: "_Hashes", label: str, base: int) -> None:
         """Hash the bytes a previous attempt left, so the final check covers the whole file."""
