@@ -165,8 +165,9 @@ class _Layout:
     """Final and partial paths of a repo's files: in the Hugging Face cache, or in a folder."""
 
     def __init__(self, repo_id: str, dest: str | Path | None):
-        _check_repo_id(repo_id)
-        self.repo_id = repo_id
+        from runtime.hub.repo import check_repo_id
+
+        self.repo_id = repo_id = check_repo_id(repo_id)
         self.folder = Path(dest).expanduser() if dest is not None else None
         self.storage = paths.hf_cache_dir() / ("models--" + repo_id.replace("/", "--")) if dest is None else None
 
@@ -218,7 +219,7 @@ class _Layout:
     def write_ref(self, revision: str, commit: str) -> None:
         if self.storage is None or revision == commit:
             return
-        ref = self.storage / "refs" / Path(*_relative_parts(revision))
+        ref = self.storage / "refs" / Path(*_relative_parts(revision, self.repo_id))
         ref.parent.mkdir(parents=True, exist_ok=True)
         try:
             if ref.read_text() == commit:
@@ -251,10 +252,11 @@ class _Download:
     def __init__(self, repo_id, files, revision, dest, token, progress, cancel):
         if not files:
             raise WorkbenchError("Nothing to download: no file was given.", hint="Choose at least one file.")
-        for f in files:
-            _relative_parts(f.path)
-        self.repo_id, self.files, self.revision = repo_id, files, revision or "main"
         self.layout = _Layout(repo_id, dest)
+        repo_id = self.layout.repo_id
+        for f in files:
+            _relative_parts(f.path, repo_id)
+        self.repo_id, self.files, self.revision = repo_id, files, revision or "main"
         self.token = token
         self.progress, self.cancel = progress, cancel
         self.total = sum(f.size for f in files)
@@ -839,22 +841,11 @@ def _etag_of(f: RemoteFile) -> str | None:
     return f.sha256 or f.blob_id or None
 
 
-def _relative_parts(path: str) -> list[str]:
-    """The parts of a repo path that is safe to put under a folder; raises WorkbenchError otherwise."""
-    parts = path.split("/") if isinstance(path, str) else []
-    if (not path or path.startswith("/") or "\\" in path or "\0" in path or re.match(r"^[A-Za-z]:", path)
-            or any(p in ("", ".", "..") for p in parts)):
-        raise WorkbenchError(f"Refusing the file name {path!r}: it would be written outside the download folder.",
-                             hint="This repo lists a file with an unsafe name; download its other files.",
-                             filename=path)
-    return parts
+def _relative_parts(path: str, repo_id: str = "") -> list[str]:
+    """The parts of a repo path that is safe to put under a folder; raises UnsafeListing otherwise."""
+    from runtime.hub.repo import check_repo_path
 
-
-def _check_repo_id(repo_id: str) -> None:
-    if not isinstance(repo_id, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", repo_id or "") \
-            or ".." in repo_id:
-        raise WorkbenchError(f"{repo_id!r} is not a Hugging Face repo name.",
-                             hint="Use the form organisation/model, e.g. HuggingFaceTB/SmolLM2-135M-Instruct.")
+    return check_repo_path(path, repo_id).split("/")
 
 
 def _link_into_snapshot(blob: Path, pointer: Path, new_blob: bool = False) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from runtime import paths
-from runtime.errors import Cancelled, ChecksumMismatch, DownloadError, WorkbenchError
+from runtime.errors import Cancelled, ChecksumMismatch, DownloadError, RepoNotFound
 from runtime.hub import download as dl
 from runtime.hub.download import bytes_on_disk, discard_partial, download_files, local_paths
+from runtime.hub.repo import UnsafeListing
 from runtime.hub.types import RemoteFile
 from runtime.jobs import CancelToken
 
@@ -121,10 +122,10 @@ def test_split_gguf_parts_download_as_one_choice_with_one_progress(hub):
 
 def test_unsafe_names_are_refused_before_any_request(repo, tmp_path):
     for name in ("../escape.gguf", "/etc/passwd", "a/../../b", "dir\\file.gguf", "C:/x.gguf", ""):
-        with pytest.raises(WorkbenchError, match="outside the download folder"):
+        with pytest.raises(UnsafeListing, match="the listing was refused"):
             download_files(REPO, [RemoteFile(name, 10)], revision="main", dest=tmp_path, token=False)
-    assert repo.requests == []
-    with pytest.raises(WorkbenchError, match="not a Hugging Face repo name"):
+    assert repo.requests == [] and list(tmp_path.iterdir()) == []
+    with pytest.raises(RepoNotFound, match="not a Hugging Face model name"):
         download_files("../../etc", [RemoteFile("x.gguf", 1)], revision="main", token=False)
 
 
