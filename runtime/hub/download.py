@@ -287,6 +287,11 @@ class _Download:
             meta = self._head(f)
             if meta is None:  # the hub could not be reached but every file is complete in the cache
                 return self._finish(dict(enumerate(self._local())), fetched=0)
+            if not meta.commit_hash or not _COMMIT.match(meta.commit_hash):
+                raise DownloadError(f"The server did not say which commit of {self.repo_id} it serves, so the "
+                                    "files cannot be put in the Hugging Face cache or checked.",
+                                    hint="Check that HF_ENDPOINT points at a Hugging Face hub (or a mirror of one).",
+                                    repo_id=self.repo_id, filename=f.path)
             if commit is None:
                 commit = meta.commit_hash
             elif meta.commit_hash != commit:
@@ -399,7 +404,7 @@ class _Download:
                 have = 0
             hashes = _Hashes(t)
             if have:
-                self._rehash(fh, have, hashes, label, base)
+                have = self._rehash(fh, have, hashes, label, base)
             sink = _Sink(fh, hashes, have)
             try:
                 self._stream(t, sink, label, base)
@@ -430,8 +435,9 @@ class _Download:
             return True
         return False
 
-    def _rehash(self, fh, have: int, hashes: "_Hashes", label: str, base: int) -> None:
-        """Hash the bytes a previous attempt left, so the final check covers the whole file."""
+    def _rehash(self, fh, have: int, hashes: "_Hashes", label: str, base: int) -> int:
+        """Hash the bytes a previous attempt left, so the final check covers the whole file; returns how
+        many there are (0 if the file shrank meanwhile: then it starts over)."""
         fh.seek(0)
         left = have
         while left:
@@ -446,6 +452,8 @@ class _Download:
         if left:  # the file shrank under us: start over
             fh.truncate(0)
             hashes.reset()
+            return 0
+        return have
 
     def _stream(self, t: _Target, sink: "_Sink", label: str, base: int) -> None:
         """GET the rest of the file (from ``sink.received`` on), retrying dropped connections."""
