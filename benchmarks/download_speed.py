@@ -1,6 +1,6 @@
 """Download throughput: ``runtime.hub.download.download_files`` against ``huggingface_hub.hf_hub_download``.
 
-    .venv/bin/python benchmarks/download_speed.py [--mib 1024] [--rounds 3] [--dir /dev/shm] [--no-fast-reads]
+    .venv/bin/python benchmarks/download_speed.py [--mib 1024] [--rounds 3] [--dir /dev/shm]
 
 Writes a file of random bytes (1 GiB by default) into a temporary folder, serves it from the fake
 hub (tests/hub_server.py, run as a separate process so that the server does not share this
@@ -71,14 +71,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="downloads per client (default 3)")
     parser.add_argument("--dir", default=None, help="where the file and the caches go (default: the temp folder; "
                                                     "/dev/shm takes the disk out of the figures)")
-    parser.add_argument("--no-fast-reads", action="store_true",
-                        help="read every body through httpx, as for small files (runtime.hub.download.FAST_READS)")
     args = parser.parse_args()
     size = args.mib << 20
-    if args.no_fast_reads:
-        import runtime.hub.download as download
-
-        download.FAST_READS = False
 
     work = Path(tempfile.mkdtemp(prefix="download-speed-", dir=args.dir))
     server = None

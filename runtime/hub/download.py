@@ -27,7 +27,7 @@ Checks
   set, files already complete on disk are returned and anything else raises HubOffline.
 
 Throughput: the network is read on the calling thread; writing and hashing run on a thread of their
-own (both release the GIL on large buffers), handed 8 MiB blocks, so neither stalls the reader.
+own (both release the GIL on large buffers), handed 4 MiB blocks, so neither stalls the reader.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ import queue
 import re
 import shutil
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -56,8 +55,6 @@ from runtime.jobs import CancelToken, ProgressCallback, RateMeter, no_progress
 PARTIAL_SUFFIX = ".workbench.incomplete"
 BLOCK_BYTES = 4 << 20            # what the reader hands the writer at once
 QUEUE_BLOCKS = 4                 # blocks waiting between reader and writer (memory: about 24 MiB in all)
-FAST_READS = True                # read big bodies straight from the socket (see _Download._read_body)
-FAST_READS_MIN_BYTES = 8 << 20
 HAND_OVER_S = 0.25               # a slow network's bytes reach the disk at least this often (a kill loses less)
 RETRIES = 5                      # failed attempts in a row, without new bytes, before giving up
 BACKOFF_S = (0.2, 1.0, 2.0, 4.0, 8.0)
@@ -537,27 +534,8 @@ class _Download:
                 self.cancel.remove_callback(hang_up)
 
     def _read_body(self, response, encoded: bool, sink: "_Sink", t: _Target, label: str, base: int) -> None:
-        """Move the body into the sink: straight from the socket where that is safe, else through httpx."""
-        chunks = response.iter_bytes() if encoded else response.iter_raw()
-        length = response.headers.get("Content-Length", "")
-        sock = None
-        if (FAST_READS and not encoded and length.isdigit() and int(length) >= FAST_READS_MIN_BYTES
-                and response.http_version == "HTTP/1.1" and "Transfer-Encoding" not in response.headers):
-            sock = _plain_stream_socket(response)
-        if sock is None:
-            self._read_chunks(chunks, sink, t, label, base)
-            return
-        # httpcore hands over first what h11 holds of the body already (all of it: h11 gives a body's
-        # buffered bytes in one piece); from then on the bytes are in the socket, read in big blocks
-        # into reusable buffers. ``chunks`` stays referenced: dropping it would close the connection.
-        # The connection is not reused afterwards (h11 never saw the end of this body).
-        first = next(chunks, b"")
-        if first:
-            sink.put(first)
-        left = int(length) - len(first)
-        if left > 0 and not response.is_closed:
-            self._read_socket(sock, left, sink, t, label, base)
-        chunks.close()
+        """Move the body into the sink, decoded when the server compressed it."""
+        self._read_chunks(response.iter_bytes() if encoded else response.iter_raw(), sink, t, label, base)
 
     def _read_chunks(self, chunks, sink: "_Sink", t: _Target, label: str, base: int) -> None:
         pieces: list[bytes] = []
@@ -584,34 +562,6 @@ class _Download:
         finally:
             if pieces:  # what arrived before a drop or a cancel is good: keep it
                 sink.put(b"".join(pieces))
-
-    def _read_socket(self, sock: socket.socket, left: int, sink: "_Sink", t: _Target, label: str, base: int) -> None:
-        now = time.monotonic
-        cancel = self.cancel
-        sock.settimeout(READ_TIMEOUT_S)
-        while left > 0 and not cancel.cancelled:
-            buf = sink.buffer()
-            view = memoryview(buf)
-            want = min(len(buf), left)
-            filled = 0
-            since = now()
-            try:
-                while filled < want:
-                    n = sock.recv_into(view[filled:want])
-                    if not n:
-                        raise _Retry("the connection dropped")
-                    filled += n
-                    if cancel.cancelled or now() - since >= HAND_OVER_S:
-                        break
-                    if now() - self._last_report >= PROGRESS_EVERY_S:
-                        self._report(base + sink.received + filled, label, sink.received + filled, t.size)
-            except OSError as exc:  # a reset, a time-out (socket.timeout), a shut-down on cancel
-                raise _Retry("the connection stalled" if isinstance(exc, TimeoutError) else "the connection dropped") \
-                    from exc
-            finally:
-                view.release()
-                sink.put_buffer(buf, filled)  # what arrived before a drop or a cancel is good: keep it
-            left -= filled
 
     def _verify(self, t: _Target, hashes: "_Hashes", on_disk: int) -> None:
         problem = None
@@ -718,9 +668,7 @@ class _Hashes:
 class _Sink:
     """Appends blocks to the partial file on one thread and hashes them on another.
 
-    ``put(bytes)`` and ``put_buffer(bytearray, n)`` (a buffer from ``buffer()``, handed back to the
-    pool once both threads are done with it) block when ``QUEUE_BLOCKS`` are waiting, so memory stays
-    bounded, and raise the error of either thread (ENOSPC, ...) once there was one; ``close`` waits
+    ``put(bytes)`` blocks when ``QUEUE_BLOCKS`` are waiting, so memory stays bounded, and raises the error of either thread (ENOSPC, ...) once there was one; ``close`` waits
     for both to finish what is queued and raises it too. Writing and hashing release the GIL, so the
     reader, the writer and the hasher run at once on as many cores as the machine has.
     """
@@ -728,11 +676,7 @@ class _Sink:
     def __init__(self, fh, hashes: _Hashes, received: int):
         self.fh, self.hashes = fh, hashes
         self.received = received  # bytes in the file once the queues are done
-        self._free: queue.Queue = queue.Queue()
-        self._buffers = 0
         self._error: BaseException | None = None
-        self._pending: dict[int, int] = {}  # id(buffer) -> threads still using it
-        self._lock = threading.Lock()
         self._queues = [queue.Queue(QUEUE_BLOCKS), queue.Queue(QUEUE_BLOCKS)]
         self._threads = [threading.Thread(target=self._run, args=(q, work), name=f"download-{name}", daemon=True)
                          for q, work, name in zip(self._queues, (self._write, hashes.update), ("writer", "hasher"))]
@@ -742,31 +686,8 @@ class _Sink:
     def put(self, block: bytes) -> None:
         self._check()
         for q in self._queues:
-            q.put((block, len(block), False))
+            q.put(block)
         self.received += len(block)
-
-    def buffer(self) -> bytearray:
-        """A free block buffer (at most QUEUE_BLOCKS + 2 exist; waits for one when all are in use)."""
-        self._check()
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
-            if self._buffers < QUEUE_BLOCKS + 2:
-                self._buffers += 1
-                return bytearray(BLOCK_BYTES)
-        return self._free.get()
-
-    def put_buffer(self, buf: bytearray, n: int) -> None:
-        """Queue the first ``n`` bytes of ``buf`` (from ``buffer()``); the buffer returns to the pool."""
-        if not n or self._error is not None:
-            self._free.put(buf)
-            self._check()
-            return
-        with self._lock:
-            self._pending[id(buf)] = len(self._queues)
-        for q in self._queues:
-            q.put((buf, n, True))
-        self.received += n
 
     def restart(self) -> None:
         """Empty the file and the hashes (the server sends the whole file again)."""
@@ -790,7 +711,7 @@ class _Sink:
         """Until both threads have done everything queued so far."""
         events = [threading.Event() for _ in self._queues]
         for q, event in zip(self._queues, events):
-            q.put((event, 0, False))
+            q.put(event)
         for event in events:
             event.wait()
         self._check()
@@ -801,47 +722,18 @@ class _Sink:
 
     def _run(self, q: queue.Queue, work) -> None:
         while True:
-            item = q.get()
-            if item is None:
+            block = q.get()
+            if block is None:
                 return
-            block, n, pooled = item
             if isinstance(block, threading.Event):
                 block.set()
                 continue
             try:
                 if self._error is None:  # after an error keep taking blocks: the reader never waits on a dead thread
-                    with memoryview(block)[:n] as view:
+                    with memoryview(block) as view:
                         work(view)
             except BaseException as exc:  # noqa: BLE001 - handed to the reader's thread
                 self._error = exc
-            finally:
-                if pooled:
-                    with self._lock:
-                        self._pending[id(block)] -= 1
-                        last = not self._pending[id(block)]
-                        if last:
-                            del self._pending[id(block)]
-                    if last:
-                        self._free.put(block)
-
-
-def _plain_stream_socket(response) -> socket.socket | None:
-    """The socket under a response when reading it directly gives the body's bytes, else None.
-
-    True for a plain TCP connection, and for TLS straight to the server (the socket is the SSL socket
-    whose SSL object httpcore uses); not for TLS inside a TLS proxy tunnel or anything unknown.
-    """
-    try:
-        stream = response.extensions["network_stream"]
-        sock = stream.get_extra_info("socket")
-        ssl_object = stream.get_extra_info("ssl_object")
-    except Exception:  # noqa: BLE001 - another transport: use the ordinary path
-        return None
-    if not isinstance(sock, socket.socket):
-        return None
-    if isinstance(sock, ssl.SSLSocket):
-        return sock if ssl_object is not None and ssl_object is getattr(sock, "_sslobj", None) else None
-    return sock if ssl_object is None else None
 
 
 def _etag_of(f: RemoteFile) -> str | None:

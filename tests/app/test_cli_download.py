@@ -128,7 +128,7 @@ def test_offline_gives_cached_files_and_refuses_others(repo, capsys, monkeypatch
 
 @pytest.fixture
 def slow_file(hub):
-    data = os.urandom(12_000_000)  # big enough for the socket fast path
+    data = os.urandom(12_000_000)  # several 4 MiB blocks
     hub.commit = hub.add_repo("org/slow-GGUF", {"slow-Q4_K_M.gguf": data})
     hub.throttle = 4_000_000
     return hub, data

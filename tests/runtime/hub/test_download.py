@@ -171,7 +171,7 @@ def test_a_file_that_changed_since_the_listing_is_refused(repo):
 
 # -- never losing work ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size", [3_000_000, 20_000_000], ids=["through-httpx", "socket-fast-path"])
+@pytest.mark.parametrize("size", [3_000_000, 20_000_000], ids=["small", "several-blocks"])
 def test_dropped_connections_are_resumed_within_the_call(hub, size):
     data = os.urandom(size)
     hub.add_repo("org/flaky", {"m.gguf": data})
