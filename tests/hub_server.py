@@ -3,7 +3,7 @@
 It speaks the part of the hub's HTTP API that the app (through the real ``huggingface_hub`` client)
 uses: model search with Link-header paging, model info with file sizes and LFS sha256, the file
 tree, and ``resolve`` with HEAD and Range; gated and private repos behind a token; the hub's error
-codes. Faults can be switched on at any time: dropped connections, throttling, a server error for
+codes (a gated repo lists its files to anyone, its downloads need the token). Faults can be switched on at any time: dropped connections, throttling, a server error for
 every request, bytes that do not match the advertised hash.
 
     with FakeHub() as hub:
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -186,8 +185,11 @@ class FakeHub:
                 return "/".join(parts[:n]), parts[n:]
         return "/".join(parts[:2]), parts[2:]
 
-    def _access(self, repo: Repo | None, auth: str | None) -> tuple[int, str | None, str] | None:
-        """None when the request may see the repo, else (status, X-Error-Code, message)."""
+    def _access(self, repo: Repo | None, auth: str | None, content: bool = True) -> tuple[int, str | None, str] | None:
+        """None when the request may see the repo, else (status, X-Error-Code, message).
+
+        Like the real hub, a gated repo's listing is public; only its files (``content``) are gated.
+        """
         token = auth.removeprefix("Bearer ").strip() if auth else None
         if token and token not in (self.token, self.no_access_token):
             return 401, None, "Invalid credentials in Authorization header"
@@ -195,7 +197,7 @@ class FakeHub:
             return 401 if not token else 404, "RepoNotFound", "Repository not found"
         if repo.private and token != self.token:
             return 401 if not token else 404, "RepoNotFound", "Repository not found"
-        if repo.gated and token != self.token:
+        if repo.gated and content and token != self.token:
             if not token:
                 return 401, "GatedRepo", f"Access to model {repo.repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in."
             return 403, "GatedRepo", f"Access to model {repo.repo_id} is restricted and you are not in the authorized list."
@@ -289,7 +291,7 @@ def _handler_for(hub: FakeHub):
         def _api_model(self, parts: list[str], query, head: bool) -> None:
             repo_id, rest = hub._split_repo(parts)
             repo = hub.repos.get(repo_id)
-            denied = hub._access(repo, self.headers.get("Authorization"))
+            denied = hub._access(repo, self.headers.get("Authorization"), content=False)
             if denied:
                 self._error(*denied, head)
                 return

@@ -129,8 +129,8 @@ def test_files_bad_repo(repos, capsys, args, message, hint):
 
 def test_files_wrong_token_and_no_token(repos, monkeypatch, capsys):
     repos.add_repo("org/locked-GGUF", {"a-Q4_K_M.gguf": b"x"}, gated="manual")
-    assert main(["files", "org/locked-GGUF"]) == 2
-    assert "is gated" in capsys.readouterr().err
+    assert main(["files", "org/locked-GGUF", "--json"]) == 0  # the listing is public; downloads need the token
+    assert json.loads(capsys.readouterr().out)["gated"] is True
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
     assert main(["files", "org/locked-GGUF"]) == 2
     assert "rejected the access token" in capsys.readouterr().err
