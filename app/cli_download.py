@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 STORE_BUSY_TIMEOUT_S = 2.0   # the store is a record of the download, never a reason to stop it
-STORE_EVERY_S = 2.0          # how often the bytes done are written to the store
 TTY_EVERY_S = 0.2            # how often the progress line is redrawn on a terminal
 LOG_EVERY_S = 5.0            # ... and how often a line is printed when stderr is a file or a pipe
 EXIT_INTERRUPTED = 130
@@ -44,10 +43,10 @@ def add_download_parser(subparsers) -> None:
 
 
 def cmd_download(args) -> int:
-    from runtime.errors import Cancelled, HubOffline, WorkbenchError
-    from runtime.hub.download import download_files
+    from runtime.errors import Cancelled, HubOffline
     from runtime.hub.token import get_token
     from runtime.jobs import CancelToken
+    from runtime.store.downloads import run_recorded
 
     token = get_token()
     dest = str(Path(args.dest).expanduser().absolute()) if args.dest else None
@@ -59,21 +58,15 @@ def cmd_download(args) -> int:
                              "looked up.", hint="Name the file(s) you downloaded before, or unset HF_HUB_OFFLINE.",
                              repo_id=args.repo) from None
         files, commit, label = _cached_files(args, dest), None, ""
-    record, store = _record(args, files, dest, label)
+    store, record = _record(args, files, dest, label, commit)
     meter = _ProgressLine()
     cancel = CancelToken()
     outcome: dict = {}
-
-    def progress(done, total, message):
-        meter.show(done, total, message)
-        _store_progress(store, record, done, total)
-
     finished = threading.Event()
 
     def work():
         try:
-            outcome["paths"] = download_files(args.repo, files, revision=args.revision, dest=dest, token=token or False,
-                                              progress=progress, cancel=cancel)
+            outcome["paths"] = run_recorded(store, record, token=token or False, progress=meter.show, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
         finally:
@@ -90,25 +83,20 @@ def cmd_download(args) -> int:
         cancel.cancel()
         finished.wait()
     meter.end()
+    if store is not None:
+        store.close()
     error = outcome.get("error")
+    total = sum(f.size for f in files)
     if isinstance(error, Cancelled) or cancel.cancelled:
         kept = _bytes_on_disk(args, files, dest)
-        _store_update(store, record, status="paused", done_bytes=kept)
-        total = sum(f.size for f in files)
         print(f"paused: {_fmt(kept)} of {_fmt(total)} kept; run the same command again to continue.", file=sys.stderr)
         return EXIT_INTERRUPTED
     if error is not None:
-        _store_update(store, record, status="failed", done_bytes=_bytes_on_disk(args, files, dest),
-                      error=error if isinstance(error, WorkbenchError) else None)
         raise error
     paths = outcome["paths"]
-    total = sum(f.size for f in files)
-    _store_update(store, record, status="done", done_bytes=total, total_bytes=total, paths=paths,
-                  commit_sha=commit or _commit_of(paths, dest))
-    if store is not None:
-        store.close()
+    commit = commit or _commit_of(paths, dest)
     if args.json:
-        print(json.dumps({"repo_id": args.repo, "revision": args.revision, "commit": commit or _commit_of(paths, dest),
+        print(json.dumps({"repo_id": args.repo, "revision": args.revision, "commit": commit,
                           "label": label, "dest": dest, "bytes": total, "files": [str(p) for p in paths],
                           "repo_files": [f.path for f in files]}, indent=2))
     else:
@@ -233,12 +221,13 @@ def _bytes_on_disk(args, files, dest) -> int:
 
 # -- the record in the store ----------------------------------------------------------------------
 
-def _record(args, files, dest, label):
-    """(record, store) for this download: the unfinished one of an earlier run, else a new one.
+def _record(args, files, dest, label, commit):
+    """(store, record) for this download: the unfinished record of an earlier run, else a new one.
 
-    A store that cannot be opened (locked, damaged) is reported once and the download goes on."""
+    A store that cannot be opened (locked, damaged) is reported once and the download goes on with
+    a record kept in memory only."""
     from runtime.errors import StoreError
-    from runtime.store.downloads import DownloadStore
+    from runtime.store.downloads import DownloadRecord, DownloadStore
 
     try:
         store = DownloadStore(busy_timeout_s=STORE_BUSY_TIMEOUT_S)
@@ -247,32 +236,14 @@ def _record(args, files, dest, label):
             record = store.add(args.repo, args.revision, files, dest=dest, label=label, status="running")
         else:
             record = store.update(record.id, status="running", files=files)
-        return record, store
+        if commit:
+            record = store.update(record.id, commit_sha=commit)
+        return store, record
     except StoreError as exc:
         print(f"warning: the download is not recorded in the app's list ({exc.message})", file=sys.stderr)
-        return None, None
-
-
-_last_store = [0.0]
-
-
-def _store_progress(store, record, done, total) -> None:
-    now = time.monotonic()
-    if store is None or now - _last_store[0] < STORE_EVERY_S:
-        return
-    _last_store[0] = now
-    _store_update(store, record, done_bytes=int(done), total_bytes=int(total))
-
-
-def _store_update(store, record, **fields) -> None:
-    from runtime.errors import StoreError
-
-    if store is None:
-        return
-    try:
-        store.update(record.id, **fields)
-    except StoreError:
-        pass  # a busy database: the next update (or the next run) records it
+        total = sum(f.size for f in files)
+        return None, DownloadRecord(0, args.repo, args.revision, files, dest, "running", 0, total, 0.0, 0.0,
+                                    label=label, commit_sha=commit)
 
 
 # -- progress on stderr ---------------------------------------------------------------------------

@@ -173,3 +173,101 @@ def _record(row: sqlite3.Row) -> DownloadRecord:
         created_at=row["created_at"], updated_at=row["updated_at"], label=row["label"],
         commit_sha=row["commit_sha"], error=json.loads(row["error_json"]) if row["error_json"] else None,
         paths=json.loads(row["paths_json"] or "[]"), finished_at=row["finished_at"])
+
+
+# -- running a recorded download (the Models tab and `workbench download` share it) ----------------
+
+STORE_EVERY_S = 1.0   # how often the bytes done reach the record while a download runs
+
+
+def run_recorded(store: DownloadStore | None, record: DownloadRecord, *, token=None, progress=None,
+                 cancel=None, after_cancel=lambda: "pause") -> list:
+    """Download ``record``'s files, keeping its status and bytes in ``store``; returns the local paths.
+
+    ``store`` None (the database could not be opened) downloads without a record. A busy database
+    never stops the download: an update that cannot be written is skipped, the next one catches up.
+    On Cancelled, ``after_cancel()`` says what the cancel meant: "pause" (keep the partial: paused),
+    "shutdown" (keep it: queued, so the next start resumes it) or "cancel" (discard it: cancelled).
+    A failure is recorded with its error (``failed``, the partial kept) and raised.
+    """
+    import time
+
+    from runtime.errors import Cancelled
+    from runtime.hub.download import bytes_on_disk, discard_partial, download_files
+    from runtime.jobs import no_progress
+
+    progress = progress or no_progress
+    revision = record.revision  # as asked: the cache's refs/<revision> then points at what came
+    last = [0.0]
+
+    def update(**fields) -> None:
+        if store is None:
+            return
+        try:
+            store.update(record.id, **fields)
+        except StoreError:
+            pass  # a busy or failing database: the next update (or the next run) records it
+
+    def report(done: float, total: float, message: str) -> None:
+        progress(done, total, message)
+        now = time.monotonic()
+        if now - last[0] >= STORE_EVERY_S:
+            last[0] = now
+            update(done_bytes=int(done), total_bytes=int(total))
+
+    def kept() -> int:
+        try:
+            return bytes_on_disk(record.repo_id, record.files, revision, record.dest)
+        except OSError:
+            return 0
+
+    update(status="running")
+    try:
+        local = download_files(record.repo_id, record.files, revision=revision, dest=record.dest,
+                               token=token, progress=report, cancel=cancel)
+    except Cancelled:
+        why = after_cancel()
+        if why == "cancel":
+            discard_partial(record.repo_id, record.files, revision, record.dest)
+            update(status="cancelled", done_bytes=0)
+        else:
+            update(status="queued" if why == "shutdown" else "paused", done_bytes=kept())
+        raise
+    except BaseException as exc:
+        update(status="failed", done_bytes=kept(), error=exc if isinstance(exc, WorkbenchError) else None)
+        raise
+    update(status="done", done_bytes=record.total_bytes, total_bytes=record.total_bytes,
+           paths=[str(p) for p in local], commit_sha=record.commit_sha or _commit_in(local))
+    if record.dest is not None:
+        _add_to_library(local)
+    return local
+
+
+def _add_to_library(local: list) -> None:
+    """Models saved into a folder of the person's choosing join the library by reference."""
+    from pathlib import Path
+
+    from runtime.errors import ModelFileError
+    from runtime.models.library import is_candidate
+    from runtime.models.references import add_reference
+
+    for path in local:
+        if is_candidate(Path(path)):
+            try:
+                add_reference(path)
+            except (ModelFileError, OSError):
+                pass  # not a usable model on its own (e.g. a later split part): the files are there anyway
+
+
+def _commit_in(local: list) -> str | None:
+    """The commit folder a file in the Hugging Face cache sits in (``snapshots/<commit>/...``), if any."""
+    import re
+    from pathlib import Path
+
+    for path in local:
+        parts = Path(path).parts
+        if "snapshots" in parts:
+            i = parts.index("snapshots")
+            if i + 1 < len(parts) and re.fullmatch(r"[0-9a-f]{40}", parts[i + 1]):
+                return parts[i + 1]
+    return None

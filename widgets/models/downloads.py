@@ -1,6 +1,6 @@
 """The download queue: one controller that owns the download workers and keeps the store in step.
 
-``DownloadController(store)`` runs ``runtime.hub.download.download_files`` for each queued record,
+``DownloadController(store)`` runs ``runtime.store.downloads.run_recorded`` for each queued record,
 ``max_parallel`` at a time, on workers. Every store write happens on those workers (the UI thread
 never waits on the database): "running" at the start, the bytes done about once a second, and the
 outcome. Pause cancels the worker and keeps the partial file (status "paused"); Cancel also deletes
@@ -14,15 +14,13 @@ Signals (DESIGN.md, one controller per journey): ``sig_progress(id, done, total,
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from runtime.errors import Cancelled, WorkbenchError
+from runtime.errors import WorkbenchError
 from widgets.workers import Worker
 
-STORE_EVERY_S = 1.0
 SHOWN_ON_START = ("queued", "running", "paused", "failed")
 
 
@@ -32,57 +30,11 @@ def run_download(store, record_id: int, intent: dict, job) -> list[Path]:
     ``intent["why"]`` says what a cancel means: "pause" (keep the partial), "cancel" (discard it) or
     "shutdown" (keep it and leave the record queued for the next start).
     """
-    from runtime.hub.download import discard_partial, download_files
+    from runtime.store.downloads import run_recorded
 
-    record = store.update(record_id, status="running")
-    revision = record.commit_sha or record.revision
-    done = [record.done_bytes]
-    last = [time.monotonic()]
-
-    def progress(done_bytes: float, total_bytes: float, message: str) -> None:
-        job.progress(done_bytes, total_bytes, message)
-        done[0] = int(done_bytes)
-        now = time.monotonic()
-        if now - last[0] >= STORE_EVERY_S:
-            last[0] = now
-            try:
-                store.update(record_id, done_bytes=int(done_bytes), total_bytes=int(total_bytes))
-            except WorkbenchError:
-                pass   # a busy database: the next update or the outcome records it
-
-    try:
-        local = download_files(record.repo_id, record.files, revision=revision, dest=record.dest,
-                               progress=progress, cancel=job.cancel)
-    except Cancelled:
-        why = intent.get("why", "pause")
-        if why == "cancel":
-            discard_partial(record.repo_id, record.files, revision, record.dest)
-            store.update(record_id, status="cancelled", done_bytes=0)
-        else:
-            store.update(record_id, status="queued" if why == "shutdown" else "paused", done_bytes=done[0])
-        raise
-    except BaseException as exc:
-        store.update(record_id, status="failed", done_bytes=done[0],
-                     error=exc if isinstance(exc, WorkbenchError) else None)
-        raise
-    store.update(record_id, status="done", done_bytes=record.total_bytes, paths=[str(p) for p in local])
-    if record.dest is not None:
-        _remember_outside_folder(local)
+    local = run_recorded(store, store.get(record_id), progress=job.progress, cancel=job.cancel,
+                         after_cancel=lambda: intent.get("why", "pause"))
     return [Path(p) for p in local]
-
-
-def _remember_outside_folder(local: list) -> None:
-    """A GGUF saved into a folder the library does not scan is added to it by reference."""
-    from runtime.errors import ModelFileError, StoreError
-    from runtime.models.library import is_candidate
-    from runtime.models.references import add_reference
-
-    for path in local:
-        if is_candidate(Path(path)):
-            try:
-                add_reference(path)
-            except (ModelFileError, StoreError):
-                pass   # not a usable model on its own (e.g. a split part): the files are there anyway
 
 
 def discard_record(store, record_id: int) -> None:
