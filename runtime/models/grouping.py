@@ -16,55 +16,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# Bits per weight, roughly (llama.cpp's figures); only the order matters.
-QUANT_BITS = {
-    "F32": 32.0, "BF16": 16.0, "F16": 16.0, "Q8_K_XL": 9.0, "Q8_0": 8.5, "Q8_1": 9.0,
-    "Q6_K_XL": 7.0, "Q6_K_L": 6.8, "Q6_K": 6.56, "Q5_K_XL": 6.0, "Q5_K_L": 5.9, "Q5_1": 6.0,
-    "Q5_K_M": 5.67, "Q5_K": 5.67, "Q5_K_S": 5.52, "Q5_0": 5.5, "Q4_K_XL": 5.0, "Q4_K_L": 4.95,
-    "Q4_1": 5.0, "Q4_K_M": 4.83, "Q4_K": 4.83, "Q4_K_S": 4.57, "Q4_0": 4.5, "Q4_0_4_4": 4.5,
-    "Q4_0_4_8": 4.5, "Q4_0_8_8": 4.5, "MXFP4": 4.25, "IQ4_NL": 4.5, "IQ4_XS": 4.25,
-    "Q3_K_XL": 4.1, "Q3_K_L": 4.27, "Q3_K_M": 3.91, "Q3_K": 3.91, "IQ3_M": 3.66, "IQ3_S": 3.44,
-    "Q3_K_S": 3.5, "IQ3_XS": 3.3, "IQ3_XXS": 3.06, "Q2_K_XL": 3.2, "Q2_K_L": 3.1, "Q2_K": 3.35,
-    "Q2_K_S": 2.96, "IQ2_M": 2.7, "IQ2_S": 2.5, "IQ2_XS": 2.31, "IQ2_XXS": 2.06, "TQ2_0": 2.06,
-    "IQ1_M": 1.75, "TQ1_0": 1.69, "IQ1_S": 1.56,
-}
+from runtime.models.quants import quant_from_name, quant_rank
 
 # A quant token at the end of a file stem: "-Q4_K_M", ".q8_0", "_F16", "-UD-Q4_K_XL", ".i1-Q4_K_S".
 _QUANT_TOKEN = (r"(?:[IT]?Q\d(?:_[0-9A-Z]+)*|BF16|F16|F32|FP16|FP32|MXFP4)")
 _QUANT_SUFFIX_RE = re.compile(rf"[-._](?:(?:UD|i1|imat)[-._])?(?P<quant>{_QUANT_TOKEN})$", re.IGNORECASE)
 _SPLIT_RE = re.compile(r"-\d{5}-of-\d{5}$")
 _REPO_TAIL_RE = re.compile(r"[-_.]?(?:GGUF|gguf)$")
-_ALIASES = {"FP16": "F16", "FP32": "F32"}
 
 # Base names that say nothing about which model it is: these group only through their repo.
 GENERIC_NAMES = frozenset({"", "model", "ggml-model", "gguf", "weights", "unsloth", "model-gguf"})
-
-
-def quant_from_name(name: str) -> str | None:
-    """The quant named at the end of a file stem: ``Llama-3.2-1B-Q4_K_M`` -> ``Q4_K_M``; else None."""
-    stem = _SPLIT_RE.sub("", _strip_gguf(name))
-    match = _QUANT_SUFFIX_RE.search(stem)
-    if not match:
-        return None
-    quant = match["quant"].upper()
-    return _ALIASES.get(quant, quant)
 
 
 def base_name(name: str) -> str:
     """The model's name without quant or split suffix: ``SmolLM2-135M-Instruct.Q4_1`` -> ``SmolLM2-135M-Instruct``."""
     stem = _SPLIT_RE.sub("", _strip_gguf(name))
     return _QUANT_SUFFIX_RE.sub("", stem)
-
-
-def quant_bits(quant: str | None) -> float:
-    """Rough bits per weight of a quant name (0 when unknown): the precision order of variants."""
-    if not quant:
-        return 0.0
-    quant = _ALIASES.get(quant.upper(), quant.upper())
-    if quant in QUANT_BITS:
-        return QUANT_BITS[quant]
-    match = re.match(r"^[IT]?Q(\d)", quant)   # an unlisted variant: its leading digit
-    return float(match[1]) if match else 0.0
 
 
 def entry_quant(entry: Any) -> str | None:
@@ -140,7 +107,7 @@ def group_entries(entries: list) -> list[ModelGroup]:
         items = [entries[i] for i in members[root]]
         name, repos = _group_name(items), _repos(items)   # named in scan order
         # Highest precision first; the scan order breaks ties (stable sort).
-        items.sort(key=lambda e: -quant_bits(entry_quant(e)))
+        items.sort(key=lambda e: -quant_rank(entry_quant(e)))
         groups.append(ModelGroup(name=name, entries=items, repo_ids=repos))
     return groups
 

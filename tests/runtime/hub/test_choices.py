@@ -6,7 +6,8 @@ import pytest
 
 from runtime.errors import ModelFileError
 from runtime.hub.choices import (ModelChoice, estimate_choice, f16_weights_bytes, group_files, model_choices,
-                                 quant_from_name, read_remote_gguf_info, recommend, summarize)
+                                 read_remote_gguf_info, recommend, summarize)
+from runtime.models.quants import quant_from_name
 from runtime.hub.types import RemoteFile, RepoListing
 from runtime.models.gguf_info import HeaderIncomplete, read_gguf_header_prefix, read_gguf_info
 from runtime.models.hardware import check_fit, estimate_model_memory, info_from_config

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from runtime.models.grouping import (base_name, entry_quant, group_entries, group_key, quant_bits,
-                                     quant_from_name)
+from runtime.models.grouping import base_name, entry_quant, group_entries, group_key
+from runtime.models.quants import quant_from_name, quant_rank
 from runtime.models.library import ModelEntry
 
 
@@ -39,9 +39,9 @@ def test_base_name_and_quant_from_name(name, base, quant):
 
 def test_precision_order_is_the_usual_one():
     order = ["F32", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K", "IQ1_S"]
-    assert sorted(order, key=lambda q: -quant_bits(q)) == order
-    assert quant_bits("q4_k_m") == quant_bits("Q4_K_M") and quant_bits("F16") == 16
-    assert quant_bits("Q7_X") == 7 and quant_bits(None) == 0 and quant_bits("weird") == 0
+    assert sorted(order, key=lambda q: -quant_rank(q)) == order
+    assert quant_rank("q4_k_m") == quant_rank("Q4_K_M") > quant_rank("Q4_0")
+    assert quant_rank(None) == 0 and quant_rank("weird") == 0
 
 
 def test_header_quant_wins_over_the_name():
