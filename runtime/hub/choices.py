@@ -432,12 +432,32 @@ def _repo_shape(listing: RepoListing, choices: list[ModelChoice], token: str | N
     problem = ""
     for source in _header_sources(choices)[:HEADER_ATTEMPTS]:
         try:
-            return read_remote_gguf_info(listing.repo_id, source, listing.revision, token=token), ""
+            return _remote_info_once(listing.repo_id, source, listing.revision, token), ""
         except ModelFileError as exc:
             problem = f"Could not read the model's figures from {source.path}: {exc.message}."
         except HubError as exc:
             return None, f"Could not read the model's figures from {source.path}: {exc.message}"
     return None, problem
+
+
+_HEADER_CACHE: dict[tuple, GGUFInfo] = {}
+_HEADER_CACHE_SIZE = 64
+
+
+def _remote_info_once(repo_id: str, remote: RemoteFile, revision: str, token: str | None) -> GGUFInfo:
+    """``read_remote_gguf_info``, remembered for files at a commit (which never change), so that a
+    new context length re-judges the choices without reading the header again."""
+    from runtime.hub.endpoint import endpoint
+
+    key = (endpoint(), repo_id, remote.path, remote.size, remote.sha256, revision, bool(token))
+    if key in _HEADER_CACHE:
+        return _HEADER_CACHE[key]
+    info = read_remote_gguf_info(repo_id, remote, revision, token=token)
+    if re.fullmatch(r"[0-9a-f]{40}", revision or ""):
+        if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+            _HEADER_CACHE.pop(next(iter(_HEADER_CACHE)))
+        _HEADER_CACHE[key] = info
+    return info
 
 
 def _safetensors_parameters(repo_id: str, revision: str, token: str | None) -> tuple[int | None, str | None]:

@@ -337,3 +337,13 @@ def test_checkpoint_choice_over_the_hub_uses_the_safetensors_headers(hub):
     assert cp.kind == "checkpoint" and cp.dtype == "BF16"  # from the headers: config.json did not say
     assert cp.fit.weights_bytes == 2 * 1_000_000
     assert cp.estimate_bytes == 2_000_000 + EXTRA_4096
+
+
+def test_a_new_context_length_judges_again_without_reading_the_header_again(hub, starter_model):
+    sha = hub.add_repo("org/again-GGUF", {starter_model.name: starter_model})
+    listing = listing_of(hub, "org/again-GGUF", sha)
+    [short] = model_choices(listing, 2048, available_bytes=8 * GiB)
+    reads = [r for r in hub.requests if "/resolve/" in r[1]]
+    [long] = model_choices(listing, 8192, available_bytes=8 * GiB)
+    assert [r for r in hub.requests if "/resolve/" in r[1]] == reads  # nothing fetched the second time
+    assert (short.fit.kv_bytes, long.fit.kv_bytes) == (45 * MiB, 180 * MiB)
