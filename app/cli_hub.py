@@ -134,12 +134,9 @@ def _gpus(cpu_only: bool):
     """The GPUs this llama.cpp build can offload to ([] on a CPU-only build or with --cpu)."""
     if cpu_only:
         return []
-    try:
-        from runtime.engine.server import gpu_devices
+    from runtime.engine.local import list_gpus
 
-        return gpu_devices()
-    except Exception:  # no llama.cpp, or one whose devices cannot be listed: judge against RAM
-        return []
+    return list_gpus()
 
 
 def cmd_files(args) -> int:

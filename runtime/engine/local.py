@@ -181,3 +181,28 @@ class LocalEngine:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+_GPUS: list | None = None
+GPU_LIST_TIMEOUT_S = 60
+
+
+def list_gpus() -> list:
+    """The GPUs this llama.cpp build can offload to (``GpuDevice``; [] for CPU only), asked once per
+    process from a short-lived engine child: listing them creates a context on each CUDA device,
+    which must not happen in the window's process. Blocking; a child that fails means CPU only."""
+    global _GPUS
+    if _GPUS is None:
+        from runtime.models.hardware import GpuDevice
+
+        child = ChildProcess("runtime.engine.server", ["--list-gpus"], name="GPU check")
+        child.start()
+        try:
+            event = child.wait_for("gpus", GPU_LIST_TIMEOUT_S, doing="listing the GPUs")
+            _GPUS = [GpuDevice(**d) for d in event.get("devices", [])]
+        except WorkbenchError:
+            _GPUS = []
+        finally:
+            child.stop()
+    return list(_GPUS)
+

@@ -442,6 +442,10 @@ def parse_gpu_layers(text: str) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (argv if argv is not None else sys.argv[1:]) == ["--list-gpus"]:
+        # The GPUs alone, for fit badges before any model is loaded (see runtime.engine.local.list_gpus).
+        _announce({"event": "gpus", "devices": [d.__dict__ for d in gpu_devices()]})
+        return 0
     parser = argparse.ArgumentParser(description="Serve one GGUF model over an OpenAI-compatible API.")
     parser.add_argument("--model", required=True)
     parser.add_argument("--ctx", type=int, default=LoadOptions().n_ctx)

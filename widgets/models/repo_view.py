@@ -31,8 +31,10 @@ DEST_CHOICES = (("hf-cache", "the Hugging Face cache"), ("models", "the app's mo
 def judge_repo(repo_id: str, n_ctx: int, listing=None, available_bytes: int | None = None):
     """(listing, choices) for ``repo_id`` at ``n_ctx`` tokens; reuses ``listing`` when given. Blocking.
 
-    ``available_bytes``: the free memory to judge against (None: what this machine has free now).
+    ``available_bytes``: the free memory to judge against (None: what this machine has free now, and
+    the free memory of the GPUs this llama.cpp can use).
     """
+    from runtime.engine.local import list_gpus
     from runtime.hub.choices import model_choices
     from runtime.hub.repo import fetch_listing
     from runtime.hub.token import get_token
@@ -40,7 +42,8 @@ def judge_repo(repo_id: str, n_ctx: int, listing=None, available_bytes: int | No
     token = get_token()
     if listing is None:
         listing = fetch_listing(repo_id, token=token)
-    return listing, model_choices(listing, n_ctx or None, available_bytes=available_bytes, token=token)
+    gpus = list_gpus() if available_bytes is None else []  # a fixed figure (tests) judges RAM alone
+    return listing, model_choices(listing, n_ctx or None, available_bytes=available_bytes, token=token, gpus=gpus)
 
 
 class RepoView(QWidget):
