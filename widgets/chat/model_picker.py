@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QHBoxLayout
                                QPushButton, QRadioButton, QSizePolicy, QSpinBox, QStackedWidget, QVBoxLayout, QWidget)
 
 from runtime.engine.types import LoadOptions, max_threads
+from runtime.models.library import SOURCE_LABELS
 from widgets.common.fit_badge import fit_label, fit_style
 
 MAX_GPU_LAYERS = 999
@@ -104,7 +105,8 @@ class LocalModelForm(QWidget):
         self.models.clear()
         for row in self._rows:
             info = row.entry.info
-            self.models.addItem(f"{row.entry.display_name}  ({info.file_type}, {row.entry.source})")
+            source = SOURCE_LABELS.get(row.entry.source, row.entry.source).lower()
+            self.models.addItem(f"{row.entry.display_name}  ({info.file_type}, {source})")
         self.models.blockSignals(False)
         if not self._rows:
             self.models.setPlaceholderText("No models found")

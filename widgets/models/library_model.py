@@ -15,12 +15,11 @@ from typing import Any, Callable
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 
+from runtime.models.library import SOURCE_LABELS
 from widgets.common.fit_badge import fit_colours, fit_label
 
 COLUMNS = ("Name", "Source", "Architecture", "Params", "Quant", "Context", "Size", "Fit",
            "Estimate", "Measured", "Problem")
-SOURCE_LABELS = {"app": "App folder", "added": "Added by reference", "hf-cache": "Hugging Face cache",
-                 "starter": "Starter model"}
 NOT_MEASURED = "not measured yet"
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1      # the LibraryRow of a file row (column 0)
 GROUP_ROLE = Qt.ItemDataRole.UserRole + 2    # the ModelGroup of a model row with several files
