@@ -114,6 +114,8 @@ class MainWindow(QMainWindow):
         self.models_tab.sig_library_loaded.connect(self._on_library_loaded)
         self.models_tab.sig_open_requested.connect(self.open_model_in)
         self.chat_tab.sig_library_refresh_requested.connect(self.models_tab.refresh)
+        # A reply records what the model really used (runtime.chat.session): show it in the library.
+        self.chat_tab.sig_reply_finished.connect(lambda _message: self.models_tab.refresh())
         self.chat_tab.sig_model_ready.connect(self._on_model_ready)
         self._version_worker: Worker | None = None
         self._closed = False

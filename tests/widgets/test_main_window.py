@@ -55,6 +55,25 @@ def test_first_start_loads_the_starter_model_ready_to_chat(qtbot, starter_model)
     win.close()  # qtbot keeps only a weak reference: close here so the engine stops with the window
 
 
+def test_a_reply_shows_what_the_model_really_used_in_the_library(qtbot, starter_model):
+    from tests.widgets.conftest import REPLY_TIMEOUT_MS
+    from widgets.models.library_model import NOT_MEASURED
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.chat_tab.sig_model_ready, timeout=120_000):
+        win.start_background_work()
+    library = win.models_tab.library
+    assert library.cell(starter_model, "Measured") == NOT_MEASURED
+    win.chat_tab.settings_panel.sampling.max_tokens.setValue(8)
+    win.chat_tab.input.setPlainText("Hello!")
+    with qtbot.waitSignal(win.chat_tab.sig_reply_finished, timeout=REPLY_TIMEOUT_MS):
+        win.chat_tab.send_button.click()
+    qtbot.waitUntil(lambda: "MiB (estimate" in library.cell(starter_model, "Measured"), timeout=30_000)
+    win.close()
+
+
 def test_unreadable_model_is_listed_with_its_error(qtbot, window):
     from runtime import paths
 

