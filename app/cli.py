@@ -164,14 +164,15 @@ def _add_info(sub) -> None:
     p = sub.add_parser("info", help="show what a GGUF file says about its model",
                        description="Show a model's metadata, read from its GGUF header.")
     p.add_argument("model", metavar="FILE", help="a .gguf path, or a name from `workbench models`")
-    p.add_argument("--ctx", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--ctx", type=positive_int, default=None, metavar="N",
                    help="context length for the memory estimate (default: the app's default load "
                         "context, or the model's own if smaller)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above 0 (the other command modules use it too)."""
     try:
         value = int(text)
     except ValueError:

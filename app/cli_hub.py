@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from app.cli import positive_int
+
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 
@@ -38,7 +40,7 @@ def add_search_parsers(subparsers) -> None:
         description="List the model files of a Hugging Face repo with their size, quantization and a "
                     "fits / tight / too big verdict for this machine, and recommend one.")
     f.add_argument("repo", metavar="REPO", help="organisation/name, e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF")
-    f.add_argument("--ctx", type=_positive_int, default=None, metavar="N",
+    f.add_argument("--ctx", type=positive_int, default=None, metavar="N",
                    help="context length the memory estimate assumes (default: 4096, or the model's own if smaller)")
     f.add_argument("--revision", default=None, metavar="REV", help="branch, tag or commit (default: main)")
     f.add_argument("--cpu", action="store_true", help="judge against RAM only, even where a GPU could be used")
@@ -46,18 +48,8 @@ def add_search_parsers(subparsers) -> None:
     f.set_defaults(func=cmd_files)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
 def _limit(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_LIMIT:
         raise argparse.ArgumentTypeError(f"at most {MAX_LIMIT} results, got {value}")
     return value
