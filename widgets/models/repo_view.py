@@ -238,6 +238,9 @@ class RepoView(QWidget):
         kind = choice.quant or choice.dtype or ("checkpoint" if choice.kind == "checkpoint" else "?")
         if choice.kind == "checkpoint":
             kind = f"checkpoint {choice.dtype or ''}".strip()
+        on_disk = self._local_info(choice)
+        if on_disk is not None and on_disk.file_type:
+            kind = on_disk.file_type  # once downloaded, the file's own header says what it is
         label = choice.name if len(choice.files) == 1 else f"{choice.label}: {choice.name} ({len(choice.files)} files)"
         item = QTreeWidgetItem([("★ " if choice.recommended else "") + label, kind, format_size(choice.size_bytes),
                                 fit_label(fit.status if fit else None),
@@ -246,6 +249,8 @@ class RepoView(QWidget):
         item.setData(0, REASON_ROLE, "\n".join(filter(None, [f"{choice.name}: {reason}" if reason else choice.name,
                                                             fit.tooltip if fit is not None else ""])))
         item.setToolTip(0, "\n".join([*(f.path for f in choice.files), reason]))
+        if on_disk is not None:
+            item.setToolTip(COLUMNS.index("Type"), f"{on_disk.file_type}: read from the downloaded file's header")
         if fit is not None:
             col = COLUMNS.index("Fit")
             item.setToolTip(col, fit.tooltip if hasattr(fit, "tooltip") else fit.message)
@@ -262,6 +267,17 @@ class RepoView(QWidget):
                 if col != COLUMNS.index("Fit"):
                     item.setBackground(col, QBrush(QColor(RECOMMENDED_BACKGROUND)))
         return item
+
+    def _local_info(self, choice):
+        """The GGUF header of this choice's file when it is in the library already (else None)."""
+        if choice.kind != "gguf" or not choice.files:
+            return None
+        first = choice.files[0].path.rsplit("/", 1)[-1]
+        for row in self.local_rows:
+            entry = row.entry
+            if entry.repo_id == self.repo_id and entry.path.name == first and entry.info is not None:
+                return entry.info
+        return None
 
     def _on_current_file(self, item, _previous=None) -> None:
         self.detail.setText(item.data(0, REASON_ROLE) or "" if item is not None else "")

@@ -272,3 +272,23 @@ def test_download_button_queues_the_choice(qtbot, starter_repo, models_tab):
     item = models_tab.downloads_panel.item(record.id)
     assert item.chat_button.isVisibleTo(item) and item.compress_button.isVisibleTo(item)
     assert view.row_of(name).text(FILE_COLUMNS.index("Fit")) == "Fits"
+
+
+def test_a_downloaded_file_shows_the_quant_its_header_states(qtbot, hub, models_tab, starter_model):
+    """Before the download the name is all there is ("-Q8_0"); afterwards the file's own header (Q4_1) wins."""
+    import hashlib
+
+    from runtime.hub.types import RemoteFile
+
+    name = "mislabelled-Q8_0.gguf"
+    sha = hub.add_repo("org/mislabelled-GGUF", {name: starter_model})
+    view = models_tab.hub.repo
+    view.available_bytes = 8 * 1024 * MiB
+    open_repo(qtbot, models_tab, "org/mislabelled-GGUF")
+    assert cells(view, name)["Type"] == "Q8_0"
+    remote = RemoteFile(name, starter_model.stat().st_size, hashlib.sha256(starter_model.read_bytes()).hexdigest())
+    with qtbot.waitSignal(models_tab.sig_library_loaded, timeout=120_000):
+        models_tab.downloads.enqueue("org/mislabelled-GGUF", sha, [remote], label="Q8_0")
+    open_repo(qtbot, models_tab, "org/mislabelled-GGUF")
+    assert cells(view, name)["Type"] == "Q4_1"
+    assert "header" in view.row_of(name).toolTip(1)
