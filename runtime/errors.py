@@ -189,6 +189,21 @@ class DiskFull(DownloadError):
     default_hint = "Free some disk space or choose another folder, then try again."
 
 
+class ConversionError(WorkbenchError, ValueError):
+    """A checkpoint that cannot be converted to GGUF: unsupported architecture, missing or damaged
+    files, an already-quantized checkpoint. Nothing is written when it is raised before the start."""
+    kind = "conversion"
+
+    default_hint = "Check that the folder holds a complete Hugging Face checkpoint (config.json and its weights)."
+
+
+class QuantizeError(WorkbenchError, RuntimeError):
+    """llama.cpp's quantizer refused or failed; no partial output is left behind."""
+    kind = "quantize"
+
+    default_hint = "Choose another target type, or check that the source GGUF is complete."
+
+
 def error_class_for(kind: str | None, default: type[WorkbenchError]) -> type[WorkbenchError]:
     """The WorkbenchError class named by ``kind`` (see each class's ``kind``), else ``default``."""
     pending = [WorkbenchError]

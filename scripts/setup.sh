@@ -34,4 +34,5 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANTED" ] || ! check_build >/dev/null 2>
     check_build
     echo "$WANTED" > "$STAMP"
 fi
-.venv/bin/python -m pip install --quiet -e '.[dev,starter]' "$LLAMA_CPP_PYTHON"
+# Extras: the tests add "reference" (PyTorch and tokenizers for the converter's checks; see test.sh).
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt -e ".[${WORKBENCH_EXTRAS:-dev,starter}]" "$LLAMA_CPP_PYTHON"

@@ -1,0 +1,1 @@
+"""Turn checkpoints into GGUF and GGUF into smaller GGUF: converter, quantizer, size estimates."""
