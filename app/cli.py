@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_download import add_download_parser
 
     add_download_parser(sub)
+    from app.cli_quantize import add_quantize_parser
+
+    add_quantize_parser(sub)
     return parser
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build llama.cpp's own `llama-bench` from the llama.cpp vendored in the *installed* llama-cpp-python's
-# source distribution, so the app's speed is compared with the very same llama.cpp.
-# Output: benchmarks/_build/llama-bench (ignored by git). Takes a few minutes on 2 cores.
+# Build llama.cpp's own `llama-bench` and `llama-quantize` from the llama.cpp vendored in the *installed*
+# llama-cpp-python's source distribution, so the app's speed is compared with the very same llama.cpp.
+# Output: benchmarks/_build/llama-bench and llama-quantize (ignored by git). A few minutes on 2 cores.
+# Arguments: the targets to build (default: llama-bench llama-quantize).
 set -euo pipefail
 cd "$(dirname "$0")"
 source ../scripts/llama_flags.sh  # the same flags as the app's llama.cpp
@@ -16,6 +17,9 @@ fi
 SRC="llama_cpp_python-$VERSION/vendor/llama.cpp"
 cmake -S "$SRC" -B "cmake-$VERSION" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
       -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF ${CMAKE_ARGS:-} > /dev/null
-cmake --build "cmake-$VERSION" --target llama-bench -j "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)" > /dev/null
-cp "cmake-$VERSION/bin/llama-bench" ./llama-bench
-echo "built $(pwd)/llama-bench (llama-cpp-python $VERSION)"
+if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=(llama-bench llama-quantize); fi
+cmake --build "cmake-$VERSION" --target "${TARGETS[@]}" -j "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)" > /dev/null
+for target in "${TARGETS[@]}"; do
+    cp "cmake-$VERSION/bin/$target" "./$target"
+    echo "built $(pwd)/$target (llama-cpp-python $VERSION)"
+done
