@@ -18,7 +18,8 @@ from app.settings import AppSettings
 from runtime.errors import StoreError
 from widgets import workers
 from widgets.chat.tab import ChatTab
-from widgets.common.coming_soon import BENCHMARK_PLAN, COMPRESS_PLAN, ComingSoonPage
+from widgets.common.coming_soon import BENCHMARK_PLAN, ComingSoonPage
+from widgets.compress.tab import CompressTab
 from widgets.models.tab import ModelsTab
 from widgets.workers import Worker
 
@@ -99,7 +100,7 @@ class MainWindow(QMainWindow):
         self.store = store
 
         self.models_tab = ModelsTab(store)
-        self.compress_tab = ComingSoonPage("Compress", COMPRESS_PLAN)
+        self.compress_tab = CompressTab(store)
         self.chat_tab = ChatTab(store)
         self.benchmark_tab = ComingSoonPage("Benchmark", BENCHMARK_PLAN)
         self.tabs = QTabWidget()
@@ -114,13 +115,16 @@ class MainWindow(QMainWindow):
         self.models_tab.sig_library_loaded.connect(self._on_library_loaded)
         self.models_tab.sig_open_requested.connect(self.open_model_in)
         self.chat_tab.sig_library_refresh_requested.connect(self.models_tab.refresh)
+        # A compressed model lands in the library (grouped with its source); Chat/Benchmark from its job.
+        self.compress_tab.sig_library_changed.connect(lambda _path: self.models_tab.refresh())
+        self.compress_tab.sig_open_requested.connect(self.open_model_in)
         # A reply records what the model really used (runtime.chat.session): show it in the library.
         self.chat_tab.sig_reply_finished.connect(lambda _message: self.models_tab.refresh())
         self.chat_tab.sig_model_ready.connect(self._on_model_ready)
         self._version_worker: Worker | None = None
         self._closed = False
         self._auto_load = auto_load  # load the preselected model after the first scan, if it fits
-        # The model each tab that is not built yet was asked to work on: {"compress": path, ...}
+        # The model each other tab was last asked to work on: {"compress": path, "benchmark": path}
         self.model_requests: dict[str, str] = {}
         self.setAcceptDrops(True)   # a .gguf dropped anywhere on the window goes to the library
         self._restore()
@@ -153,6 +157,7 @@ class MainWindow(QMainWindow):
 
     def _on_library_loaded(self, rows: list) -> None:
         self.chat_tab.set_library(rows, prefer=self.settings.last_model())
+        self.compress_tab.set_library(rows)
         if self._auto_load:
             self._auto_load = False
             self.chat_tab.load_preferred_model()
@@ -165,7 +170,8 @@ class MainWindow(QMainWindow):
     # -- between tabs -----------------------------------------------------------------------------
 
     def open_model_in(self, action: str, path: str) -> bool:
-        """"Chat with it" (switch to Chat and load it), "Compress it" / "Benchmark it" (switch there)."""
+        """"Chat with it" (switch to Chat and load it), "Compress it" (the Compress tab reads it as its
+        source), "Benchmark it" (switch there; that tab is not built yet and shows the request)."""
         if action == "chat":
             self.tabs.setCurrentWidget(self.chat_tab)
             session = self.chat_tab.session
@@ -180,7 +186,9 @@ class MainWindow(QMainWindow):
         if page is None:
             return False
         self.model_requests[action] = path
-        if hasattr(page, "show_request"):
+        if action == "compress":
+            self.compress_tab.open_source(path)
+        elif hasattr(page, "show_request"):
             page.show_request(path, action)
         self.tabs.setCurrentWidget(page)
         return True
@@ -218,6 +226,7 @@ class MainWindow(QMainWindow):
             self._closed = True
             self.save_state()
             self.chat_tab.shutdown()
+            self.compress_tab.shutdown()
             self.models_tab.shutdown()
             if self._version_worker is not None:
                 self._version_worker.wait()

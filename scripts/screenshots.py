@@ -1,6 +1,7 @@
 """Render every tab offscreen and save PNGs to docs/screenshots/<tab>.png.
 
-The chat screenshot shows a short real reply from the starter model (needs the `starter` extra).
+The chat screenshot shows a short real reply from the starter model (needs the `starter` extra); the
+Compress one has the starter picked and three quantizations queued (one done, one running).
 The Models tab is shot twice: models-library.png (the models on this computer) and models.png
 (a search, a repo's files with fit badges and a download in progress, from the fake hub in
 tests/hub_server.py on 127.0.0.1; nothing is fetched from Hugging Face). The app runs on a
@@ -121,6 +122,28 @@ def models_search_and_download(app, window, hub) -> None:
     wait_for(app, lambda: tab.downloads.records[download_id].done_bytes > 55 << 20, 60)
 
 
+def compress_starter(app, window) -> None:
+    """The Compress tab with the starter picked, three targets queued: one done, one running, one waiting."""
+    from runtime.models.library import starter_model_path
+
+    tab = window.compress_tab
+    starter = starter_model_path()
+    if starter is None:
+        return
+    ready = []
+    tab.sig_source_ready.connect(ready.append)
+    window.open_model_in("compress", str(starter))
+    if not wait_for(app, lambda: bool(ready), 60):
+        raise SystemExit(f"the Compress tab did not read the starter model: {tab.banner.text()}")
+    tab.targets.requantize.setChecked(True)
+    tab.targets.tick("Q8_0", "Q6_K", "Q4_K_M")
+    ids = tab.compress()
+    first, second = (tab.jobs.jobs[i] for i in ids[:2])
+    if not wait_for(app, lambda: first.status == "done" and second.status == "running"
+                    and second.total and second.done / second.total > 0.35, 120):
+        raise SystemExit(f"the quantization did not get going: {tab.banner.text()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -151,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             window.tabs.setCurrentIndex(index)
             if name == "Chat":
                 chat_with_starter(app, window, args.prompt)
+            if name == "Compress":
+                compress_starter(app, window)
+                save(window, name, args.out)   # at once: the second job is still running
+                continue
             if name == "Models" and hub is not None:
                 wait_for(app, lambda: False, 0.2)
                 save(window, "models-library", args.out)

@@ -21,12 +21,31 @@ def test_four_tabs(window):
     assert names == list(TAB_NAMES) == ["Models", "Compress", "Chat", "Benchmark"]
 
 
-def test_placeholder_tabs_say_so_and_have_no_buttons(window):
-    for page in (window.compress_tab, window.benchmark_tab):
-        assert page.findChildren(QAbstractButton) == []
-        text = " ".join(label.text() for label in page.findChildren(type(window.version_label)))
-        assert "Not built yet" in text
-        assert page.plan and all(line in text for line in page.plan)
+def test_the_placeholder_tab_says_so_and_has_no_buttons(window):
+    page = window.benchmark_tab
+    assert page.findChildren(QAbstractButton) == []
+    text = " ".join(label.text() for label in page.findChildren(type(window.version_label)))
+    assert "Not built yet" in text
+    assert page.plan and all(line in text for line in page.plan)
+
+
+def test_the_compress_tab_is_built_and_picks_from_the_library(qtbot, window, starter_model):
+    from widgets.compress.tab import CompressTab
+
+    tab = window.compress_tab
+    assert isinstance(tab, CompressTab)
+    text = " ".join(label.text() for label in tab.findChildren(type(window.version_label)))
+    assert "Not built yet" not in text
+    with qtbot.waitSignal(window.models_tab.sig_library_loaded, timeout=60_000):
+        window.models_tab.refresh()
+    assert str(starter_model) in tab.source.paths()       # the library's models are on offer
+    # "Compress it" in the Models tab opens the model in the Compress tab, which reads it
+    row = next(r for r in window.models_tab.model.rows() if r.entry.path == starter_model)
+    with qtbot.waitSignal(tab.sig_source_ready, timeout=60_000) as blocker:
+        window.models_tab.library.sig_file_action.emit("compress", row)
+    assert window.tabs.currentWidget() is tab and window.model_requests["compress"] == str(starter_model)
+    assert blocker.args[0].path == str(starter_model) and tab.source.current_path() == str(starter_model)
+    assert tab.source.fact("Quant") == "Q4_1" and tab.targets.rows
 
 
 def test_background_work_fills_library_and_version(qtbot, window, starter_model):

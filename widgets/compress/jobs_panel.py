@@ -1,0 +1,251 @@
+"""The compress job list: one row per job with progress, elapsed time, time left, Cancel and its log.
+
+It only shows a ``CompressJobs`` controller's jobs and calls its methods. A running row shows the
+percent, what the runtime says it is doing, the time elapsed and the time left
+(``runtime.jobs.RateMeter``); a finished one shows the real size next to the expected one and
+offers Chat and Benchmark (``sig_open_requested(action, path)``). "Log" unfolds the job's log.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
+                               QScrollArea, QVBoxLayout, QWidget)
+
+from runtime.jobs import RateMeter, format_duration
+from runtime.models.gguf_info import format_size
+from widgets.workers import error_text
+
+STATUS_TEXT = {"queued": "Waiting", "running": "Running", "done": "Done", "failed": "Failed",
+               "cancelled": "Cancelled"}
+LOG_HEIGHT = 140
+
+
+def size_comparison(real: int, expected: int) -> str:
+    """'138.2 MiB (expected 137.9 MiB, +0.2%)', or the real size alone when nothing was expected."""
+    if not expected:
+        return format_size(real)
+    return f"{format_size(real)} (expected {format_size(expected)}, {(real - expected) / expected:+.1%})"
+
+
+class JobItem(QFrame):
+    """One job: title, progress bar, figures, buttons, and the log (folded)."""
+
+    def __init__(self, job, controller, panel: "JobsPanel"):
+        super().__init__()
+        self.setObjectName("compressJob")
+        self.setStyleSheet("#compressJob { border-bottom: 1px solid #dddddd; }")
+        self.job_id = job.id
+        self.controller, self.panel = controller, panel
+        self.meter: RateMeter | None = None
+        self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setMaximumHeight(16)
+        self.figures = QLabel()
+        self.figures.setTextFormat(Qt.TextFormat.PlainText)
+        self.figures.setWordWrap(True)
+        self.figures.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.cancel_button = QPushButton("Cancel")
+        self.log_button = QPushButton("Log")
+        self.log_button.setCheckable(True)
+        self.chat_button = QPushButton("Chat")
+        self.bench_button = QPushButton("Benchmark")
+        self.remove_button = QPushButton("Remove from list")
+        self.cancel_button.clicked.connect(lambda: controller.cancel(self.job_id))
+        self.log_button.toggled.connect(self._on_log_toggled)
+        self.chat_button.clicked.connect(lambda: self._open("chat"))
+        self.bench_button.clicked.connect(lambda: self._open("benchmark"))
+        self.remove_button.clicked.connect(lambda: controller.remove(self.job_id))
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setFixedHeight(LOG_HEIGHT)
+        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.log_view.hide()
+
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addWidget(self.title)
+        text.addWidget(self.bar)
+        text.addWidget(self.figures)
+        row = QHBoxLayout()
+        row.addLayout(text, 1)
+        for button in (self.cancel_button, self.chat_button, self.bench_button, self.log_button,
+                       self.remove_button):
+            row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addLayout(row)
+        layout.addWidget(self.log_view)
+        self.update_job(job)
+
+    @property
+    def job(self):
+        return self.controller.jobs.get(self.job_id) or self._job
+
+    def update_job(self, job) -> None:
+        self._job = job
+        self.title.setText(f"{job.id}. {job.title}")
+        self.title.setToolTip(f"From {job.source or '(the conversion before it)'}\nInto {job.out_path}")
+        status = job.status
+        if status == "running" and self.meter is None:
+            self.meter = RateMeter(job.total)
+        self.cancel_button.setVisible(status in ("queued", "running"))
+        self.chat_button.setVisible(status == "done")
+        self.bench_button.setVisible(status == "done")
+        self.remove_button.setVisible(status in ("done", "failed", "cancelled"))
+        self.refresh()
+
+    def set_progress(self, done: float, total: float) -> None:
+        if self.meter is None:
+            self.meter = RateMeter(total)
+        self.meter.update(done, total or None)
+        self.refresh()
+
+    def append_log(self, text: str) -> None:
+        if self.log_view.isVisible():
+            self.log_view.appendPlainText(text)
+
+    def refresh(self) -> None:
+        """Redraw the bar and the figures from the job (also every second while it runs)."""
+        job = self._job
+        status = job.status
+        fraction = min(max(job.done / job.total, 0.0), 1.0) if job.total else 0.0
+        if status == "done":
+            fraction = 1.0
+        self.bar.setValue(int(1000 * fraction))
+        self.bar.setFormat(f"{fraction:.0%}")
+        label = STATUS_TEXT.get(status, status)
+        if status == "queued":
+            waits = f" for job {job.after} (the conversion it reads)" if job.after is not None else ""
+            expected = f" · expected ≈ {format_size(job.expected_bytes)}" if job.expected_bytes else ""
+            text = f"{label}{waits}{expected}"
+        elif status == "running":
+            parts = [f"{fraction:.0%}", job.message or "working…",
+                     f"{format_duration(job.elapsed_s)} elapsed"]
+            eta = self.meter.eta_s if self.meter is not None else None
+            parts.append(f"{format_duration(eta)} left" if eta is not None else "time left: measuring…")
+            text = " · ".join(parts)
+        elif status == "done":
+            where = " · added to the library by reference" if job.added_by_reference else " · in the library"
+            text = (f"{label} in {format_duration(job.elapsed_s)} · "
+                    f"{size_comparison(job.real_bytes, job.expected_bytes)}{where}")
+        elif status == "failed":
+            text = f"{label}: {error_text(job.error) if job.error is not None else 'unknown error'}"
+        else:
+            text = f"{label} · no partial file was left behind"
+        self.figures.setText(text)
+        self.figures.setStyleSheet("color: #b71c1c;" if status == "failed" else "")
+
+    def _on_log_toggled(self, shown: bool) -> None:
+        if shown:
+            self.log_view.setPlainText("\n".join(self.job.log))
+        self.log_view.setVisible(shown)
+        self.log_button.setText("Hide log" if shown else "Log")
+        if shown:   # the newest lines, once the view has its size
+            QTimer.singleShot(0, self._scroll_log_to_end)
+
+    def _scroll_log_to_end(self) -> None:
+        self.log_view.moveCursor(QTextCursor.MoveOperation.End)
+        bar = self.log_view.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _open(self, action: str) -> None:
+        if self._job.result_path:
+            self.panel.sig_open_requested.emit(action, self._job.result_path)
+
+
+class JobsPanel(QWidget):
+    """A titled, scrollable list of JobItems."""
+
+    sig_open_requested = Signal(str, str)
+
+    def __init__(self, controller, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.items: dict[int, JobItem] = {}
+        self.summary = QLabel()
+        self._list = QWidget()
+        self._rows = QVBoxLayout(self._list)
+        self._rows.setContentsMargins(0, 0, 0, 0)
+        self._rows.setSpacing(0)
+        self._rows.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self._list)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("<b>Jobs</b>"))
+        top.addWidget(self.summary, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(scroll, 1)
+        self._clock = QTimer(self)          # elapsed time keeps counting between progress updates
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._tick)
+        controller.sig_added.connect(self._on_added)
+        controller.sig_changed.connect(self._on_changed)
+        controller.sig_progress.connect(self._on_progress)
+        controller.sig_log.connect(self._on_log)
+        controller.sig_removed.connect(self._on_removed)
+        for job_id in controller.ids():
+            self._on_added(controller.jobs[job_id])
+        self._update_summary()
+
+    def item(self, job_id: int) -> JobItem | None:
+        return self.items.get(job_id)
+
+    def _on_added(self, job) -> None:
+        if job.id in self.items:
+            return
+        item = JobItem(job, self.controller, self)
+        self.items[job.id] = item
+        self._rows.insertWidget(self._rows.count() - 1, item)
+        self._update_summary()
+
+    def _on_changed(self, job) -> None:
+        item = self.items.get(job.id)
+        if item is not None:
+            item.update_job(job)
+        self._update_summary()
+
+    def _on_progress(self, job_id: int, done: float, total: float, _message: str) -> None:
+        item = self.items.get(job_id)
+        if item is not None:
+            item.set_progress(done, total)
+
+    def _on_log(self, job_id: int, text: str) -> None:
+        item = self.items.get(job_id)
+        if item is not None:
+            item.append_log(text)
+
+    def _on_removed(self, job_id: int) -> None:
+        item = self.items.pop(job_id, None)
+        if item is not None:
+            self._rows.removeWidget(item)
+            item.deleteLater()
+        self._update_summary()
+
+    def _tick(self) -> None:
+        for item in self.items.values():
+            if item.job.status == "running":
+                item.refresh()
+
+    def _update_summary(self) -> None:
+        jobs = [self.controller.jobs[i] for i in self.controller.ids()]
+        running = sum(1 for j in jobs if j.status == "running")
+        waiting = sum(1 for j in jobs if j.status == "queued")
+        if running or waiting:
+            self._clock.start()
+        else:
+            self._clock.stop()
+        if not jobs:
+            self.summary.setText("Nothing queued yet. Tick the types to make and press Compress.")
+        else:
+            done = sum(1 for j in jobs if j.status == "done")
+            self.summary.setText(f"{running} running, {waiting} waiting, {done} done"
+                                 + (f", {len(jobs) - running - waiting - done} stopped"
+                                    if len(jobs) - running - waiting - done else ""))
