@@ -120,3 +120,29 @@ def cached_tiny_llama(folder: Path, **kwargs) -> Path:
         write_tiny_llama(partial, **kwargs)
         partial.replace(path)
     return path
+
+
+def reference_quantize(src: Path, out: Path, qtype: str) -> Path:
+    """llama.cpp's quantizer called directly in this process (no child, no checks): the reference.
+
+    Requantizing is allowed, llama.cpp's log is silenced. Asserts that llama.cpp succeeded.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    from runtime.compress.sizes import ftype_number
+
+    global _QUIET
+    if _QUIET is None:
+        _QUIET = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype_number(qtype)
+    params.allow_requantize = True
+    status = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(params))
+    assert status == 0, f"llama.cpp failed to quantize {Path(src).name} to {qtype}"
+    return Path(out)
+
+
+_QUIET = None  # the log callback must outlive every call into llama.cpp

@@ -33,7 +33,7 @@ from runtime.procs import ChildProcess
 CHILD_MODULE = "runtime.compress.quantize_child"
 START_TIMEOUT_S = 120.0          # importing llama.cpp on a cold, busy machine
 RUN_TIMEOUT_S = 7 * 24 * 3600.0  # no time limit worth the name: Cancel is the way out
-DISK_MARGIN_BYTES = 64 * 1024**2
+DISK_MARGIN_BYTES = 64 * 1024**2  # the most kept free beyond the expected size (see disk_margin)
 PARTIAL_SUFFIX = ".partial"
 
 MAIN_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
@@ -139,15 +139,18 @@ def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False
     source = sizes.read_source(src)
     name = Path(source.path).name
     quantized = source.quantized_types
+    # Name the file's own type (Q4_1) rather than every type inside it (Q4_1 and a Q8_0 embedding).
+    label = source.info.file_type if source.info.file_type not in sizes.UNQUANTIZED_TYPES + ("unknown",) \
+        else ", ".join(quantized)
     if quantized and qtype in sizes.UNQUANTIZED_TYPES:
         raise QuantizeError(
-            f"{name} is already quantized ({', '.join(quantized)}); turning it into {qtype} would make it "
+            f"{name} is already quantized ({label}); turning it into {qtype} would make it "
             "bigger without bringing back the quality it lost.",
             hint="Use the original F16/BF16/F32 file (or convert the checkpoint again).", path=source.path,
             qtype=qtype)
     if quantized and not requantize:
         raise QuantizeError(
-            f"{name} is already quantized ({', '.join(quantized)}). {_TWICE}",
+            f"{name} is already quantized ({label}). {_TWICE}",
             hint="Quantize the original F16/BF16/F32 file instead; or, knowing the cost, choose "
                  "\"requantize\" (workbench quantize --requantize).",
             path=source.path, qtype=qtype, source_types=quantized)
@@ -158,12 +161,18 @@ def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False
     return plan
 
 
+def disk_margin(needed: int) -> int:
+    """Space to keep free beyond a file of ``needed`` bytes: 2%, at least 4 MiB, at most 64 MiB."""
+    return max(4 * 1024**2, min(DISK_MARGIN_BYTES, needed // 50))
+
+
 def _check_disk(folder: Path, needed: int, qtype: str) -> None:
     free = shutil.disk_usage(folder).free
-    if free < needed + DISK_MARGIN_BYTES:
+    margin = disk_margin(needed)
+    if free < needed + margin:
         raise QuantizeError(
             f"Not enough free disk space for {qtype}: it needs about {format_size(needed)} and "
-            f"{folder} has {format_size(free)} free.",
+            f"{format_size(margin)} to spare, and {folder} has {format_size(free)} free.",
             hint="Free some disk space or choose another folder, then try again.",
             path=str(folder), needed_bytes=needed, free_bytes=free, qtype=qtype)
 

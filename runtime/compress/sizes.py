@@ -208,6 +208,11 @@ class SourceModel:
     tensors: tuple[SourceTensor, ...]
     header_bytes: int          # where the tensor data starts
 
+    @functools.cached_property
+    def tied_embeddings(self) -> bool:
+        """No output matrix: llama.cpp then treats the token embeddings as the output."""
+        return not any(t.name == "output.weight" for t in self.tensors)
+
     @property
     def quantized_types(self) -> list[str]:
         """The quantized types its weight matrices hold (empty for an F32/F16/BF16 model)."""
@@ -344,7 +349,7 @@ def _mix_state(src: SourceModel) -> _MixState:
         arch=arch, n_layer=n_layer, n_gqa=n_head // n_head_kv if n_head_kv else 0,
         n_expert=_first_int(meta.get(f"{arch}.expert_count")),
         is_70b=_70B_LAYERS.get(arch) == n_layer and (arch != "llama" or n_head != n_head_kv),
-        tied_embeddings="output.weight" not in names,
+        tied_embeddings=src.tied_embeddings,
         n_attn_v=sum(1 for n in names if _category(n) == "attn_v"),
     )
 
@@ -520,7 +525,15 @@ class TargetPlan:
 
     @property
     def fallbacks(self) -> list[TensorPlan]:
+        """Every tensor the shapes forced off the type llama.cpp wanted for it."""
         return [t for t in self.tensors if t.wanted_type is not None]
+
+    @property
+    def notable_fallbacks(self) -> list[TensorPlan]:
+        """The fallbacks that change what the target is. Not counted: the output matrix (or tied token
+        embeddings) that llama.cpp had already moved to more bits than the target (Q6_K for Q4_0,
+        say) and that then lands on Q8_0: it is never worse than the target there."""
+        return [t for t in self.fallbacks if not _output_rule(self.source, t.name)]
 
     def type_counts(self) -> dict[str, int]:
         """How many tensors of each type the output holds."""
@@ -529,16 +542,20 @@ class TargetPlan:
             counts[t.target_type] = counts.get(t.target_type, 0) + 1
         return counts
 
+    def _body(self) -> list[TensorPlan]:
+        """The quantized tensors other than the output matrix (and tied token embeddings)."""
+        return [t for t in self.tensors if t.quantized and not _output_rule(self.source, t.name)]
+
     @property
     def refused(self) -> bool:
         """True when every weight matrix falls back: the result would not be this type at all."""
-        quantized = [t for t in self.tensors if t.quantized]
-        return bool(quantized) and all(t.wanted_type is not None for t in quantized)
+        body = self._body()
+        return bool(body) and all(t.wanted_type is not None for t in body)
 
     @property
     def problem(self) -> str | None:
         """In words: what the shapes do to this target (None when every tensor takes its type)."""
-        fallbacks = self.fallbacks
+        fallbacks = self.notable_fallbacks
         if not fallbacks:
             return None
         rows = sorted({t.dims[0] for t in fallbacks})
@@ -548,20 +565,26 @@ class TargetPlan:
         became = sorted({t.target_type for t in fallbacks})
         model = Path(self.source.path).name
         if self.refused:
-            better = [t for t in ("Q8_0", "Q5_0", "Q4_0") if t not in (self.qtype,)
-                      and not plan_from_source(self.source, t).fallbacks]
+            better = [t for t in ("Q8_0", "Q5_0", "Q4_0") if t != self.qtype
+                      and not plan_from_source(self.source, t).notable_fallbacks]
             hint = f" Choose {' or '.join(better)} instead." if better else ""
             return (f"{self.qtype} cannot be made from {model}: its weight matrices have rows of "
                     f"{rows_text} values, not a multiple of {'/'.join(map(str, blocks))} as "
                     f"{'/'.join(wanted)} needs, so llama.cpp would store every one of them as "
                     f"{'/'.join(became)} instead.{hint}")
-        quantized = [t for t in self.tensors if t.quantized]
+        quantized = self._body()
         elements = lambda ts: sum(_count(t.dims) for t in ts)  # noqa: E731
         share = elements(fallbacks) / max(1, elements(quantized))
         return (f"{len(fallbacks)} of {len(quantized)} weight matrices ({share:.0%} of the weights) have rows "
                 f"of {rows_text} values, not a multiple of {'/'.join(map(str, blocks))} as "
                 f"{'/'.join(wanted)} needs: llama.cpp stores them as {'/'.join(became)} instead, so this "
                 f"{self.qtype} file will be {format_size(self.expected_bytes)}, larger than the name suggests.")
+
+
+def _output_rule(src: SourceModel, name: str) -> bool:
+    """Whether llama.cpp treats this tensor as the output matrix (its own type rule applies)."""
+    return name == "output.weight" or (name in ("token_embd.weight", "per_layer_token_embd.weight")
+                                       and src.tied_embeddings)
 
 
 def _count(dims: tuple[int, ...]) -> int:
