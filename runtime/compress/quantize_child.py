@@ -25,6 +25,7 @@ import ctypes
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requantize", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides (it kills this process
+    # and removes the partial file), so a stray KeyboardInterrupt here must not race it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_stdin, args=(args.out,), name="stdin-watch", daemon=True).start()
     try:
         quantize(args.src, args.out, args.ftype, requantize=args.requantize, threads=args.threads)

@@ -236,9 +236,12 @@ def _layer_of(name: str) -> int:
 def read_source(path: str | os.PathLike) -> SourceModel:
     """Read a GGUF's header for planning; raises ModelFileError for a damaged file and QuantizeError
     for a split model (quantize its merged file)."""
-    path = Path(path)
-    st = path.stat() if path.exists() else None
-    key = (str(path.resolve()) if st else str(path), st.st_size if st else -1, st.st_mtime_ns if st else -1)
+    path = Path(os.path.abspath(path))  # not resolved: a Hugging Face cache link keeps its own name
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = (str(path), -1, -1)  # read_gguf_info explains what is wrong with it
     return _read_source_cached(*key)
 
 
