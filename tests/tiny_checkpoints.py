@@ -9,7 +9,8 @@ attention nearly uniform and would hide such mistakes).
 Tokenizers are trained here on a few hundred generated lines (unicode, emoji, digits):
 
 - ``llama``, ``mistral``, ``phi3``: a SentencePiece BPE ``tokenizer.model`` (byte fallback, as
-  Llama 2 / Mistral / Phi-3 ship it) with ``<|im_start|>``/``<|im_end|>`` added after its vocabulary,
+  Llama 2 / Mistral / Phi-3 ship it) with ``<|im_start|>``/``<|im_end|>`` (Phi-3: its own
+  ``<|endoftext|>``, ``<|user|>``, ``<|assistant|>``, ``<|end|>`` ...) added after its vocabulary,
   a ``tokenizer.json`` made from it by transformers, and a ``tokenizer_config.json`` in the layout of
   most checkpoints on the hub (``added_tokens_decoder``, ``chat_template`` inside).
 - ``qwen2``, ``qwen3``: a byte-level BPE ``tokenizer.json`` (Qwen2's pre-tokenizer regex, NFC) trained
@@ -73,6 +74,12 @@ def corpus(n_lines: int = 600, seed: int = 0) -> list[str]:
 
 SPM_VOCAB = 500
 SPM_ADDED = ("<|im_start|>", "<|im_end|>")
+# Phi-3's own added tokens (llama.cpp looks <|endoftext|> up in every model named phi3).
+PHI3_ADDED = ("<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>")
+PHI3_TEMPLATE = (
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
 
 
 def train_sentencepiece(path: Path, vocab_size: int = SPM_VOCAB) -> Path:
@@ -90,8 +97,10 @@ def train_sentencepiece(path: Path, vocab_size: int = SPM_VOCAB) -> Path:
     return path
 
 
-def _write_spm_tokenizer(folder: Path) -> int:
+def _write_spm_tokenizer(folder: Path, phi3: bool = False) -> int:
     """tokenizer.model, tokenizer.json and hub-style tokenizer_config.json; returns the vocab size."""
+    added = PHI3_ADDED if phi3 else SPM_ADDED
+    eos = "<|endoftext|>" if phi3 else "</s>"
     from transformers import AutoTokenizer
 
     staging = folder / "_spm_staging"
@@ -100,8 +109,12 @@ def _write_spm_tokenizer(folder: Path) -> int:
     (staging / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "LlamaTokenizer", "legacy": True, "add_bos_token": True, "add_eos_token": False,
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}))
+    from tokenizers import AddedToken
+
     tokenizer = AutoTokenizer.from_pretrained(staging)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPM_ADDED)})
+    # Phi-3 strips the whitespace after its chat tokens (llama.cpp does the same for every model named phi3).
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        AddedToken(t, special=True, normalized=False, rstrip=phi3 and t != "<|endoftext|>") for t in added]})
     tokenizer.save_pretrained(folder)
     shutil.copy(staging / "tokenizer.model", folder / "tokenizer.model")
     shutil.rmtree(staging)
@@ -114,17 +127,17 @@ def _write_spm_tokenizer(folder: Path) -> int:
                                                         "single_word", "special")}
     config = {
         "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": decoder,
-        "additional_special_tokens": list(SPM_ADDED), "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "pad_token": "<pad>", "chat_template": LLAMA_TEMPLATE,
+        "additional_special_tokens": list(added), "bos_token": "<s>", "eos_token": eos,
+        "unk_token": "<unk>", "pad_token": "<pad>", "chat_template": PHI3_TEMPLATE if phi3 else LLAMA_TEMPLATE,
         "clean_up_tokenization_spaces": False, "legacy": True, "model_max_length": CONTEXT,
         "sp_model_kwargs": {}, "spaces_between_special_tokens": False,
         "tokenizer_class": "LlamaTokenizer", "use_default_system_prompt": False,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     (folder / "special_tokens_map.json").write_text(json.dumps({
-        "additional_special_tokens": list(SPM_ADDED), "bos_token": "<s>", "eos_token": "</s>",
+        "additional_special_tokens": list(added), "bos_token": "<s>", "eos_token": eos,
         "pad_token": "<pad>", "unk_token": "<unk>"}, indent=2))
-    return SPM_VOCAB + len(SPM_ADDED)
+    return SPM_VOCAB + len(added)
 
 
 BPE_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -230,8 +243,8 @@ def build_checkpoint(kind: str, folder: Path, *, weights: str = "safetensors", d
     folder = Path(folder)
     folder.mkdir(parents=True)
     if kind in SPM_KINDS:
-        vocab_size = _write_spm_tokenizer(folder)
-        special = dict(bos_token_id=1, eos_token_id=2, pad_token_id=3)
+        vocab_size = _write_spm_tokenizer(folder, phi3=kind == "phi3")
+        special = dict(bos_token_id=1, eos_token_id=SPM_VOCAB if kind == "phi3" else 2, pad_token_id=3)
     else:
         vocab_size, ids = _write_bpe_tokenizer(folder)
         special = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
