@@ -28,6 +28,7 @@ from widgets.workers import Worker, error_text
 
 ACTIVE = ("queued", "running")
 LOG_LIMIT = 2000   # lines kept per job (llama.cpp prints one per tensor)
+BACKGROUND_NICE = 10
 
 
 @dataclass
@@ -92,6 +93,7 @@ def run_job(job: CompressJob, work) -> dict:
     else:
         from runtime.compress.quantize import quantize_gguf
 
+        _lower_priority()   # this thread only waits on the child, which inherits the priority
         # overwrite: the tab said "Replaces ..." before it was queued; the old file goes only once
         # the new one is complete
         path = quantize_gguf(job.source, out, job.qtype, requantize=job.requantize, overwrite=True,
@@ -102,6 +104,27 @@ def run_job(job: CompressJob, work) -> dict:
         add_reference(path)   # a chosen folder: the library lists the result from where it is
         reference = True
     return {"path": str(path), "bytes": path.stat().st_size, "reference": reference}
+
+
+def _lower_priority() -> None:
+    """Run this worker thread, and the quantizer child it starts (which inherits it), at a lower
+    priority: llama.cpp keeps every core busy, and the window must still get its turn at once.
+
+    Only for a thread that mostly waits (a quantization): a lowered thread that holds the GIL for
+    long (a conversion runs in this process) would keep the window waiting longer, not shorter.
+    Linux only, where the nice value belongs to a thread; elsewhere it would slow the whole app.
+    """
+    import os
+    import sys
+    import threading
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), BACKGROUND_NICE))
+    except OSError:
+        pass
 
 
 class CompressJobs(QObject):

@@ -58,12 +58,7 @@ class JobItem(QFrame):
         self.chat_button.clicked.connect(lambda: self._open("chat"))
         self.bench_button.clicked.connect(lambda: self._open("benchmark"))
         self.remove_button.clicked.connect(lambda: controller.remove(self.job_id))
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(2000)
-        self.log_view.setFixedHeight(LOG_HEIGHT)
-        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.log_view.hide()
+        self.log_view: QPlainTextEdit | None = None   # made on the first "Log" click (rows stay cheap)
 
         text = QVBoxLayout()
         text.setSpacing(2)
@@ -75,10 +70,9 @@ class JobItem(QFrame):
         for button in (self.cancel_button, self.chat_button, self.bench_button, self.log_button,
                        self.remove_button):
             row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
-        layout.addLayout(row)
-        layout.addWidget(self.log_view)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(6, 4, 6, 4)
+        self._layout.addLayout(row)
         self.update_job(job)
 
     @property
@@ -105,7 +99,7 @@ class JobItem(QFrame):
         self.refresh()
 
     def append_log(self, text: str) -> None:
-        if self.log_view.isVisible():
+        if self.log_view is not None and self.log_view.isVisible():
             self.log_view.appendPlainText(text)
 
     def refresh(self) -> None:
@@ -140,6 +134,13 @@ class JobItem(QFrame):
         self.figures.setStyleSheet("color: #b71c1c;" if status == "failed" else "")
 
     def _on_log_toggled(self, shown: bool) -> None:
+        if self.log_view is None:
+            self.log_view = QPlainTextEdit()
+            self.log_view.setReadOnly(True)
+            self.log_view.setMaximumBlockCount(2000)
+            self.log_view.setFixedHeight(LOG_HEIGHT)
+            self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+            self._layout.addWidget(self.log_view)
         if shown:
             self.log_view.setPlainText("\n".join(self.job.log))
         self.log_view.setVisible(shown)
@@ -166,6 +167,7 @@ class JobsPanel(QWidget):
         super().__init__(parent)
         self.controller = controller
         self.items: dict[int, JobItem] = {}
+        self._pending: list[int] = []        # jobs whose rows are not made yet
         self.summary = QLabel()
         self._list = QWidget()
         self._rows = QVBoxLayout(self._list)
@@ -196,15 +198,34 @@ class JobsPanel(QWidget):
         self._update_summary()
 
     def item(self, job_id: int) -> JobItem | None:
+        """The row of a job (made now if it is still waiting to be made)."""
+        if job_id in self._pending:
+            self._make(job_id)
         return self.items.get(job_id)
 
     def _on_added(self, job) -> None:
-        if job.id in self.items:
+        # Rows are made one per event-loop turn: queueing many targets at once never stalls the window.
+        if job.id in self.items or job.id in self._pending:
+            return
+        self._pending.append(job.id)
+        if len(self._pending) == 1:
+            QTimer.singleShot(0, self._make_next)
+        self._update_summary()
+
+    def _make_next(self) -> None:
+        if self._pending:
+            self._make(self._pending[0])
+        if self._pending:
+            QTimer.singleShot(0, self._make_next)
+
+    def _make(self, job_id: int) -> None:
+        self._pending.remove(job_id)
+        job = self.controller.jobs.get(job_id)
+        if job is None:
             return
         item = JobItem(job, self.controller, self)
-        self.items[job.id] = item
+        self.items[job_id] = item
         self._rows.insertWidget(self._rows.count() - 1, item)
-        self._update_summary()
 
     def _on_changed(self, job) -> None:
         item = self.items.get(job.id)
@@ -223,6 +244,8 @@ class JobsPanel(QWidget):
             item.append_log(text)
 
     def _on_removed(self, job_id: int) -> None:
+        if job_id in self._pending:
+            self._pending.remove(job_id)
         item = self.items.pop(job_id, None)
         if item is not None:
             self._rows.removeWidget(item)

@@ -156,11 +156,11 @@ def _inspect_gguf(path: Path) -> SourceFacts:
     main, advanced = _quantize_lists()
     targets = []
     for qtype in main + advanced:
-        plan = plan_from_source(src, qtype)
-        problem, warning = "", "" if plan.refused else (plan.problem or "")
         try:   # what the quantizer refuses before it starts (Requantize aside: the tab asks for that)
-            check_target(path, qtype, requantize=True)
+            plan = check_target(path, qtype, requantize=True)
+            problem, warning = "", plan.problem or ""
         except QuantizeError as exc:
+            plan = plan_from_source(src, qtype)
             problem, warning = exc.message, ""
         if qtype == file_type:
             problem, warning = f"The source is already {qtype}.", ""
