@@ -70,27 +70,83 @@ class LogWatcher:
                 self.failure = failed[1].strip()
 
 
+_FINISHED = threading.Event()
+
+
 def _watch_stdin(out_path: str) -> None:
-    """Exit (removing the partial output) when the parent closes stdin or dies."""
+    """Exit (removing the partial output, unless it is complete) when the parent closes stdin or dies."""
     try:
         while sys.stdin.buffer.read(4096):
             pass
     except (OSError, ValueError):
         pass
-    try:
-        os.remove(out_path)
-    except OSError:
-        pass
+    if not _FINISHED.is_set():
+        try:
+            os.remove(out_path)
+        except OSError:
+            pass
     os._exit(EXIT_ORPHANED)
 
 
+def _exit_now(code: int) -> None:
+    """Leave without Python's shutdown, which takes about a second after llama.cpp has run (its
+    buffers and mappings are torn down one by one); the output file is already closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def load_bindings():
+    """llama-cpp-python's ctypes layer (``llama_cpp.llama_cpp``) without its high-level package.
+
+    ``import llama_cpp`` also imports the ``Llama`` class with numpy, jinja2 and the chat formats:
+    0.1 s of a quantization that may itself take one second. An empty package object stands in for
+    ``llama_cpp`` so only the bindings module is run; where that fails (a frozen app, another layout)
+    the whole package is imported.
+    """
+    import importlib
+    import importlib.util
+    import types
+
+    try:
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is None or not spec.submodule_search_locations or "llama_cpp" in sys.modules:
+            raise ImportError("no plain llama_cpp package")
+        package = types.ModuleType("llama_cpp")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["llama_cpp"] = package
+        try:
+            return importlib.import_module("llama_cpp.llama_cpp")
+        except Exception:
+            for name in [n for n in sys.modules if n == "llama_cpp" or n.startswith("llama_cpp.")]:
+                del sys.modules[name]
+            raise
+    except Exception:  # noqa: BLE001 - the ordinary way always works
+        import llama_cpp
+
+        return llama_cpp
+
+
+def _bindings_version() -> str:
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llama_cpp")
+        text = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
+        found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", text)
+        return found[1] if found else "?"
+    except Exception:  # noqa: BLE001 - only shown in an event
+        return "?"
+
+
 def quantize(src: str, out: str, ftype: int, *, requantize: bool, threads: int) -> None:
-    import llama_cpp
+    llama_cpp = load_bindings()
 
     watcher = LogWatcher()
     callback = llama_cpp.llama_log_callback(watcher)  # kept referenced for the whole call
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-    emit("started", llama_cpp=getattr(llama_cpp, "__version__", "?"))
+    emit("started", llama_cpp=_bindings_version())
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads
@@ -105,6 +161,7 @@ def quantize(src: str, out: str, ftype: int, *, requantize: bool, threads: int) 
             cls, hint = ModelFileError, "The source file is damaged: download or convert it again."
         raise cls(f"llama.cpp could not quantize {os.path.basename(src)}: {reason}", hint=hint,
                   path=src, details="\n".join(watcher.tail), llama_message=reason)
+    _FINISHED.set()  # from now on OUT is the parent's: the stdin watcher must not remove it
     emit("done", seconds=round(seconds, 4))
 
 
@@ -132,4 +189,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
