@@ -191,3 +191,17 @@ def test_a_checkpoint_folder_converts_then_quantizes(qtbot, compress_tab, tiny_l
     assert read_gguf_info(convert.result_path).file_type == "F16"
     assert read_gguf_info(quantize.result_path).file_type == "Q4_0"
     assert gguf_files(paths.models_dir()) == ["TinyLlama-test-F16.gguf", "TinyLlama-test-Q4_0.gguf"]
+
+
+def test_closing_the_tab_mid_job_leaves_no_partial_file_and_no_child(qtbot, starter_model):
+    from widgets.compress.tab import CompressTab
+
+    tab = CompressTab()
+    tab.show()
+    ids = start(qtbot, tab, starter_model, "Q6_K", "Q4_0")
+    qtbot.waitUntil(lambda: bool(quantize_children()), timeout=60_000)
+    tab.shutdown()                          # what the main window does when it closes
+    tab.close()
+    assert tab.jobs.jobs[ids[0]].status == "cancelled" and tab.jobs.jobs[ids[1]].status == "queued"
+    qtbot.waitUntil(lambda: quantize_children() == [], timeout=10_000)
+    assert gguf_files(paths.models_dir()) == []

@@ -140,3 +140,14 @@ def test_a_newer_pick_wins_over_an_older_answer(qtbot, compress_tab, library_row
     qtbot.waitUntil(lambda: not compress_tab.reading, timeout=30_000)
     assert compress_tab.facts is facts and compress_tab.facts.path == str(copy)
     assert str(copy) in compress_tab.source.path_label.text()
+
+
+def test_output_names_group_with_their_source(tmp_path):
+    from widgets.compress.source import checkpoint_name, output_name
+
+    assert output_name("SmolLM2-135M-Instruct.Q4_1", "Q8_0") == "SmolLM2-135M-Instruct-Q8_0.gguf"
+    assert output_name("Tiny-Llama-F16", "Q4_K_M") == "Tiny-Llama-Q4_K_M.gguf"
+    snapshot = tmp_path / "models--HuggingFaceTB--SmolLM2-135M-Instruct" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    assert checkpoint_name(snapshot) == "SmolLM2-135M-Instruct"     # a checkpoint in the HF cache
+    assert checkpoint_name(tmp_path / "My-Model") == "My-Model"
