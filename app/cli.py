@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_quantize import add_quantize_parser
 
     add_quantize_parser(sub)
+    from app.cli_convert import add_convert_parser
+
+    add_convert_parser(sub)
     return parser
 
 

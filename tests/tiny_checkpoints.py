@@ -184,10 +184,11 @@ def _write_bpe_tokenizer(folder: Path) -> tuple[int, dict]:
 
 # --- models -------------------------------------------------------------------------------------
 
-def _config(kind: str, vocab_size: int, special_ids: dict):
+def _config(kind: str, vocab_size: int, special_ids: dict, hidden: int = HIDDEN, layers: int = LAYERS,
+            ffn: int = FFN):
     from transformers import LlamaConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config
 
-    common = dict(vocab_size=vocab_size, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+    common = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
                   num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=CONTEXT,
                   **special_ids)
     if kind == "llama":
@@ -202,7 +203,7 @@ def _config(kind: str, vocab_size: int, special_ids: dict):
         return Qwen2Config(**common, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
                            use_sliding_window=False)
     if kind == "qwen3":
-        return Qwen3Config(**common, head_dim=HIDDEN // HEADS, rms_norm_eps=1e-6, rope_theta=1000000.0,
+        return Qwen3Config(**common, head_dim=hidden // HEADS, rms_norm_eps=1e-6, rope_theta=1000000.0,
                            tie_word_embeddings=True, use_sliding_window=False)
     raise ValueError(f"unknown tiny checkpoint kind {kind!r}; one of {KINDS}")
 
@@ -234,14 +235,19 @@ def _randomize(model, seed: int) -> None:
 
 
 def build_checkpoint(kind: str, folder: Path, *, weights: str = "safetensors", dtype: str = "float32",
-                     seed: int = 0) -> Path:
-    """Write a tiny ``kind`` checkpoint into ``folder`` (created; must not exist yet) and return it."""
+                     seed: int = 0, hidden: int = HIDDEN, layers: int = LAYERS, ffn: int = FFN,
+                     vocab_size: int | None = None) -> Path:
+    """Write a tiny ``kind`` checkpoint into ``folder`` (created; must not exist yet) and return it.
+
+    ``hidden``, ``layers``, ``ffn`` and ``vocab_size`` (padding the tokenizer's vocabulary with unused
+    ids, as many real models do) make bigger models of the same kind, e.g. for benchmarks."""
     import torch
 
     if weights not in ("safetensors", "sharded", "bin"):
         raise ValueError(f"weights must be safetensors, sharded or bin, not {weights!r}")
     folder = Path(folder)
     folder.mkdir(parents=True)
+    requested_vocab = vocab_size
     if kind in SPM_KINDS:
         vocab_size = _write_spm_tokenizer(folder, phi3=kind == "phi3")
         special = dict(bos_token_id=1, eos_token_id=SPM_VOCAB if kind == "phi3" else 2, pad_token_id=3)
@@ -249,7 +255,7 @@ def build_checkpoint(kind: str, folder: Path, *, weights: str = "safetensors", d
         vocab_size, ids = _write_bpe_tokenizer(folder)
         special = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
                        pad_token_id=ids["<|endoftext|>"])
-    config = _config(kind, vocab_size, special)
+    config = _config(kind, max(vocab_size, requested_vocab or 0), special, hidden, layers, ffn)
     torch.manual_seed(seed)
     model = _model_class(kind)(config)
     _randomize(model, seed)

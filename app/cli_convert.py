@@ -1,0 +1,154 @@
+"""`workbench convert`: turn a Hugging Face checkpoint folder into one GGUF file.
+
+Everything is checked before writing starts (the config, the architecture, the tokenizer, every
+tensor, the free disk space); stderr then shows what will be made and the progress per tensor; stdout
+gets the output path (with --json: one object). The file appears under its name only once complete;
+Ctrl-C stops and removes the partial file (exit 130). Quantize the result with `workbench quantize`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+TTY_EVERY_S = 0.2
+LOG_EVERY_S = 5.0
+EXIT_INTERRUPTED = 130
+TYPES = ("f32", "f16", "bf16", "q8_0")
+
+
+def add_convert_parser(subparsers) -> None:
+    """Declare `workbench convert`."""
+    p = subparsers.add_parser(
+        "convert", help="convert a Hugging Face checkpoint folder to GGUF (F32, F16, BF16 or Q8_0)",
+        description="Convert a Hugging Face checkpoint (config.json, safetensors or pytorch_model.bin weights, "
+                    "tokenizer) to one GGUF file that llama.cpp and this app run. Architectures: Llama "
+                    "(Llama 2/3, SmolLM, TinyLlama, Mistral), Qwen2/Qwen2.5, Qwen3, Phi-3. Make smaller "
+                    "files from the result with `workbench quantize`.")
+    p.add_argument("folder", metavar="HF_DIR", help="the checkpoint folder (it holds config.json)")
+    p.add_argument("--out", metavar="FILE.gguf", default=None,
+                   help="the output file, or a folder for <name>-<TYPE>.gguf (default: beside HF_DIR)")
+    p.add_argument("--type", dest="out_type", choices=TYPES, default="f16", type=str.lower,
+                   help="the output's number type (default: f16)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it already exists")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: path, type, bytes, seconds and what was converted")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args) -> int:
+    from runtime.compress.convert import default_out_name, plan_conversion
+    from runtime.errors import ConversionError
+    from runtime.models.gguf_info import format_size, param_label
+    from runtime.models.library import readable
+
+    folder = Path(args.folder).expanduser()
+    plan = plan_conversion(folder, args.out_type)
+    out = Path(args.out).expanduser() if args.out else folder.absolute().parent
+    if out.is_dir():
+        out = out / default_out_name(folder, plan.out_type)
+    if out.exists() and not args.overwrite:
+        raise ConversionError(f"{out} already exists", path=out,
+                              hint="Add --overwrite to replace it, or choose another --out.")
+    info = plan.info
+    print(f"{readable(info.name)}: {info.hf_architecture} -> GGUF {plan.gguf_arch}, "
+          f"{param_label(info.parameter_count)} parameters, {info.dtype}, {format_size(info.size_bytes)} "
+          f"in {len(info.weight_files)} file(s)", file=sys.stderr)
+    print(f"  {plan.out_type.upper()}: about {format_size(plan.expected_bytes)} -> {readable(str(out))}",
+          file=sys.stderr)
+    return _run(args, folder, out, plan)
+
+
+def _run(args, folder: Path, out: Path, plan) -> int:
+    from runtime.compress.convert import convert_checkpoint
+    from runtime.errors import Cancelled
+    from runtime.jobs import CancelToken
+    from runtime.models.gguf_info import format_size
+    from runtime.models.library import readable
+
+    line = _ProgressLine()
+    cancel = CancelToken()
+    outcome: dict = {}
+    finished = threading.Event()
+    started = time.monotonic()
+
+    def work():
+        try:
+            outcome["path"] = convert_checkpoint(folder, out, out_type=plan.out_type, progress=line.show,
+                                                 cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    # On its own thread so that Ctrl-C (seen only by the main thread) becomes a cancel: the partial file
+    # is removed before we exit. (An Event wait, not Thread.join, which Ctrl-C can break on CPython 3.11.)
+    threading.Thread(target=work, name="convert", daemon=True).start()
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        cancel.cancel()
+        finished.wait()
+    line.end()
+    error = outcome.get("error")
+    if isinstance(error, Cancelled) or (cancel.cancelled and error is None and "path" not in outcome):
+        print("interrupted: the unfinished output was removed.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if error is not None:
+        raise error
+    path = outcome["path"]
+    seconds = time.monotonic() - started
+    size = path.stat().st_size
+    print(f"{plan.out_type.upper()}: {format_size(size)} in {seconds:.1f} s -> {readable(str(path))}", file=sys.stderr)
+    if args.json:
+        info = plan.info
+        print(json.dumps({"path": readable(str(path)), "type": plan.out_type.upper(), "bytes": size,
+                          "seconds": round(seconds, 3), "source": readable(info.path),
+                          "hf_architecture": info.hf_architecture, "architecture": plan.gguf_arch,
+                          "parameter_count": info.parameter_count, "source_dtype": info.dtype,
+                          "tensor_count": len(plan.tensors), "tokenizer": plan.vocab.model,
+                          "has_chat_template": plan.vocab.special.chat_template is not None}, indent=2))
+    else:
+        print(readable(str(path)))
+    return 0
+
+
+class _ProgressLine:
+    """One line on stderr: redrawn in place on a terminal, printed every few seconds otherwise."""
+
+    def __init__(self):
+        from runtime.jobs import RateMeter
+
+        self.tty = sys.stderr.isatty()
+        self.every = TTY_EVERY_S if self.tty else LOG_EVERY_S
+        self.meter = RateMeter()
+        self.last = 0.0
+        self.drawn = False
+
+    def show(self, done, total, message) -> None:
+        if total:
+            self.meter.update(done, total)
+        now = time.monotonic()
+        if now - self.last < self.every and not (total and done >= total):
+            return
+        self.last = now
+        text = f"{100 * done / total:5.1f}%  tensor {int(done)}/{int(total)}  {message}" if total else message
+        if total and self.meter.rate is not None and done < total:
+            text += f"  ({self.meter.text(lambda v: f'{v:.1f} tensors')})"
+        if self.tty:
+            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+            sys.stderr.write("\r" + text[:width].ljust(width))
+            self.drawn = True
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False
