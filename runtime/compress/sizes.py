@@ -22,6 +22,10 @@ data padded to 32 bytes, so the estimate is exact but for the header's own paddi
 32 bytes over); the tests compare it with what llama.cpp really writes, and each tensor's predicted
 type with the type in llama.cpp's output.
 
+A checkpoint not yet converted is planned the same way from the conversion
+``runtime.compress.convert.plan_conversion`` would write (``expected_sizes_for_checkpoint``,
+``checkpoint_problems``); its header size is the converter's estimate.
+
 ``QUALITY_NOTES`` says in words what each type costs, with llama.cpp's published figures for
 Llama-3-8B (until the Benchmark tab has measured the model at hand).
 """
@@ -677,3 +681,60 @@ def target_fits(gguf_path: str | os.PathLike, types, n_ctx: int = 0, *, availabl
         info = dataclasses.replace(src.info, size_bytes=plan.expected_bytes, file_type=plan.qtype)
         verdicts[plan.qtype] = check_fit(info, n_ctx, available_bytes, gpus=gpus)
     return verdicts
+
+
+# --- a checkpoint not converted yet ------------------------------------------------------------
+
+def source_from_tensors(path: str, info: GGUFInfo, metadata: dict, tensors, header_bytes: int) -> SourceModel:
+    """A SourceModel for a GGUF that does not exist yet (e.g. a planned conversion); ``tensors``
+    (SourceTensor, GGUF dimension order) are put in llama.cpp's order. ``metadata`` needs at least
+    ``{arch}.block_count``, ``{arch}.attention.head_count`` and ``head_count_kv``."""
+    ordered = sorted(tensors, key=lambda t: (_layer_of(t.name), t.name))
+    return SourceModel(str(path), info, dict(metadata), tuple(ordered), int(header_bytes))
+
+
+def checkpoint_source(folder: str | os.PathLike, via: str | None = None) -> SourceModel:
+    """The GGUF that ``runtime.compress.convert`` would write from a Hugging Face checkpoint, as a
+    SourceModel to plan quantizations of (no file is written).
+
+    ``via``: the conversion's type ("f16", "bf16", "f32"); default BF16 for a bfloat16 checkpoint,
+    else F16. Raises ConversionError when the checkpoint cannot be converted.
+    """
+    from runtime.compress.convert import plan_conversion
+    from runtime.compress.checkpoint import inspect_checkpoint
+    from runtime.models.hardware import info_from_config
+
+    if via is None:
+        dtype = str(inspect_checkpoint(folder).dtype).lower()
+        via = "bf16" if dtype in ("bf16", "bfloat16") else "f16"
+    plan = plan_conversion(folder, via)
+    arch, hp = plan.gguf_arch, plan.hyper
+    tensors = [SourceTensor(t.name, tuple(reversed(t.shape)), t.ggml_type, t.nbytes) for t in plan.tensors]
+    info = info_from_config(plan.config, plan.expected_bytes, name=Path(folder).name, file_type=via.upper(),
+                            parameter_count=sum(_count(t.dims) for t in tensors))
+    info = dataclasses.replace(info, architecture=arch, path=str(folder), tensor_count=len(tensors))
+    metadata = {f"{arch}.block_count": hp.block_count, f"{arch}.attention.head_count": hp.head_count,
+                f"{arch}.attention.head_count_kv": hp.head_count_kv}
+    experts = plan.config.get("num_local_experts") or plan.config.get("num_experts")
+    if isinstance(experts, int) and experts > 0:
+        metadata[f"{arch}.expert_count"] = experts
+    header = max(0, plan.expected_bytes - plan.tensor_bytes)
+    return source_from_tensors(str(folder), info, metadata, tensors, header)
+
+
+def expected_sizes_for_checkpoint(folder: str | os.PathLike, types, via: str | None = None) -> dict[str, int]:
+    """``expected_sizes`` for a checkpoint: converted (``via``, see ``checkpoint_source``), then
+    quantized. The conversion's header is itself an estimate (a few KiB either way)."""
+    src = checkpoint_source(folder, via)
+    return {normalize_type(t): plan_from_source(src, t).expected_bytes for t in types}
+
+
+def checkpoint_problems(folder: str | os.PathLike, types, via: str | None = None) -> dict[str, str]:
+    """``target_problems`` for a checkpoint (see ``expected_sizes_for_checkpoint``)."""
+    src = checkpoint_source(folder, via)
+    found = {}
+    for t in types:
+        plan = plan_from_source(src, t)
+        if plan.problem:
+            found[plan.qtype] = plan.problem
+    return found

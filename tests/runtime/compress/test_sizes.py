@@ -177,3 +177,36 @@ def test_split_source_is_refused(models, tmp_path):
     os.utime(part)
     with pytest.raises(QuantizeError, match="split into 2 files"):
         sizes.expected_sizes(part, ["Q8_0"])
+
+
+@pytest.fixture(scope="session")
+def checkpoint_256(tmp_path_factory):
+    """A tiny Hugging Face llama checkpoint (tests/tiny_checkpoints.py) with rows K-quants fit."""
+    from tiny_checkpoints import build_checkpoint
+
+    folder = tmp_path_factory.getbasetemp() / "quantize-checkpoints" / "llama-256"
+    if not folder.exists():
+        build_checkpoint("llama", folder, hidden=256, ffn=512, layers=4)
+    return folder
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K_M", "Q4_0"])
+def test_checkpoint_before_conversion(checkpoint_256, tmp_path, qtype):
+    from runtime.compress.convert import convert_checkpoint
+
+    expected = sizes.expected_sizes_for_checkpoint(checkpoint_256, [qtype])[qtype]
+    plan = sizes.plan_from_source(sizes.checkpoint_source(checkpoint_256), qtype)
+    converted = convert_checkpoint(checkpoint_256, tmp_path / "model-F16.gguf", out_type="f16")
+    out = reference_quantize(converted, tmp_path / f"model-{qtype}.gguf", qtype)
+    assert {t.name: t.target_type for t in plan.tensors} == {t.name: t.type_name for t in sizes.read_source(out).tensors}
+    # the conversion's header is the converter's estimate: a few KiB
+    assert abs(expected - out.stat().st_size) < 16 * 1024
+    assert sizes.checkpoint_problems(checkpoint_256, [qtype]) == {}
+
+
+def test_checkpoint_too_narrow_for_k_quants(tmp_path):
+    from tiny_checkpoints import build_checkpoint
+
+    folder = build_checkpoint("llama", tmp_path / "llama-64")  # hidden 64, ffn 128
+    problems = sizes.checkpoint_problems(folder, ["Q4_K_M", "Q8_0"])
+    assert list(problems) == ["Q4_K_M"] and problems["Q4_K_M"].startswith("Q4_K_M cannot be made from")
