@@ -124,7 +124,8 @@ def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False
     """Everything about the source and target that can be refused before llama.cpp runs.
 
     Returns the plan (expected size, per-tensor types). Raises ModelFileError for a damaged source
-    and QuantizeError for: an unknown type or one needing an importance matrix, an already-quantized
+    and QuantizeError for: an unknown type or one needing an importance matrix, the source's own
+    type, an already-quantized
     source without ``requantize``, an unquantized target from a quantized source, a target the
     model's shapes cannot take.
     """
@@ -142,6 +143,9 @@ def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False
     # Name the file's own type (Q4_1) rather than every type inside it (Q4_1 and a Q8_0 embedding).
     label = source.info.file_type if source.info.file_type not in sizes.UNQUANTIZED_TYPES + ("unknown",) \
         else ", ".join(quantized)
+    if source.info.file_type == qtype:
+        raise QuantizeError(f"{name} is already {qtype}: there is nothing to do.",
+                            hint="Choose another target type.", path=source.path, qtype=qtype)
     if quantized and qtype in sizes.UNQUANTIZED_TYPES:
         raise QuantizeError(
             f"{name} is already quantized ({label}); turning it into {qtype} would make it "

@@ -138,9 +138,12 @@ def test_starter_requantized_only_when_asked(starter_model, tmp_path, qtype):
     assert abs(sizes.expected_sizes(starter_model, [qtype])[qtype] - out.stat().st_size) <= 32
 
 
-def test_unquantized_target_from_a_quantized_source_is_refused(starter_model, tmp_path):
+def test_unquantized_or_same_target_from_a_quantized_source_is_refused(starter_model, tmp_path):
     with pytest.raises(QuantizeError, match="bigger without bringing back"):
         quantize_gguf(starter_model, tmp_path / "x.gguf", "F16", requantize=True)
+    with pytest.raises(QuantizeError, match="is already Q4_1: there is nothing to do"):
+        quantize_gguf(starter_model, tmp_path / "x.gguf", "Q4_1", requantize=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def _run_until_tensor(src, out, qtype, index, action, **kwargs):
