@@ -29,6 +29,7 @@ from widgets.workers import Worker, error_text
 ACTIVE = ("queued", "running")
 LOG_LIMIT = 2000   # lines kept per job (llama.cpp prints one per tensor)
 BACKGROUND_NICE = 10
+QUANTIZER_MODULE = "runtime.compress.quantize_child"
 
 
 @dataclass
@@ -93,11 +94,18 @@ def run_job(job: CompressJob, work) -> dict:
     else:
         from runtime.compress.quantize import quantize_gguf
 
-        _lower_priority()   # this thread only waits on the child, which inherits the priority
+        calls = [0]
+
+        def quantize_progress(done: float, total: float, message: str = "") -> None:
+            calls[0] += 1
+            if calls[0] > 1:   # the first comes before the child starts, the next ones from it
+                calls[0] = -10**9 if lower_child_priority() else calls[0]
+            progress(done, total, message)
+
         # overwrite: the tab said "Replaces ..." before it was queued; the old file goes only once
         # the new one is complete
         path = quantize_gguf(job.source, out, job.qtype, requantize=job.requantize, overwrite=True,
-                             progress=progress, cancel=work.cancel)
+                             progress=quantize_progress, cancel=work.cancel)
     path = Path(path)
     reference = False
     if not already_scanned(path):
@@ -106,25 +114,34 @@ def run_job(job: CompressJob, work) -> dict:
     return {"path": str(path), "bytes": path.stat().st_size, "reference": reference}
 
 
-def _lower_priority() -> None:
-    """Run this worker thread, and the quantizer child it starts (which inherits it), at a lower
-    priority: llama.cpp keeps every core busy, and the window must still get its turn at once.
+def lower_child_priority(module: str = QUANTIZER_MODULE) -> bool:
+    """Run this process's children that run ``module`` below normal priority; True when one was found.
 
-    Only for a thread that mostly waits (a quantization): a lowered thread that holds the GIL for
-    long (a conversion runs in this process) would keep the window waiting longer, not shorter.
-    Linux only, where the nice value belongs to a thread; elsewhere it would slow the whole app.
+    llama.cpp's quantizer keeps every core busy; at nice 10 (below-normal on Windows) the window still
+    gets its turn at once, and the quantizer loses nothing on an otherwise idle machine. Only the
+    child is lowered: a lowered thread of this process holding the GIL would keep the window waiting.
     """
-    import os
     import sys
-    import threading
 
-    if not sys.platform.startswith("linux"):
-        return
+    import psutil
+
+    found = False
     try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), BACKGROUND_NICE))
-    except OSError:
-        pass
+        children = psutil.Process().children()
+    except psutil.Error:
+        return False
+    for child in children:
+        try:
+            if module not in " ".join(child.cmdline()):
+                continue
+            found = True
+            if sys.platform == "win32":
+                child.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+            elif child.nice() < BACKGROUND_NICE:
+                child.nice(BACKGROUND_NICE)
+        except psutil.Error:   # it ended meanwhile, or may not be changed
+            pass
+    return found
 
 
 class CompressJobs(QObject):

@@ -3,7 +3,8 @@
 ``TargetsPanel.set_facts(facts)`` builds one row per ``TargetEstimate``: a tick box, the expected
 size, a fit badge and the note. A target the model's shapes cannot take is shown disabled with why.
 An already-quantized source keeps every tick box disabled until "Requantize" is ticked (its
-warning says quality suffers twice). The rarer types sit under "Advanced types". Any change
+warning says quality suffers twice). The rarer types sit under "Advanced types" (their rows are
+made when that list is first opened, so picking a source stays quick). Any change
 emits ``sig_changed``; ``chosen()`` lists the ticked types.
 """
 from __future__ import annotations
@@ -96,7 +97,8 @@ class TargetsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.facts = None
-        self.rows: dict[str, TargetRow] = {}
+        self.rows: dict[str, TargetRow] = {}   # the rows made so far (advanced ones once opened)
+        self._advanced_pending: list = []
         self.requantize = QCheckBox()
         self.requantize.setObjectName("requantize")
         self.requantize.toggled.connect(self._on_requantize)
@@ -152,6 +154,7 @@ class TargetsPanel(QWidget):
 
     def clear(self, text: str = "Pick a source above to see what it can be turned into.") -> None:
         self.facts = None
+        self._advanced_pending = []
         self._clear_grid(self._grid)
         self._clear_grid(self._advanced_grid)
         self.rows = {}
@@ -187,9 +190,7 @@ class TargetsPanel(QWidget):
         self.advanced_button.setText(f"Advanced types ({len(advanced)})")
         self.advanced_button.setVisible(bool(advanced))
         self.advanced_button.setChecked(False)
-        line = 0
-        for target in advanced:
-            line = self._add_row(self._advanced_grid, line, target)
+        self._advanced_pending = list(advanced)   # their rows are made when the list is first opened
         self.requantize.blockSignals(True)
         self.requantize.setChecked(False)
         self.requantize.blockSignals(False)
@@ -231,7 +232,21 @@ class TargetsPanel(QWidget):
         self._apply_blocks()
         self.sig_changed.emit()
 
+    def _make_advanced_rows(self) -> None:
+        pending, self._advanced_pending = self._advanced_pending, []
+        line = self._advanced_grid.rowCount() if self._advanced_grid.count() else 0
+        for target in pending:
+            line = self._add_row(self._advanced_grid, line, target)
+        if pending:
+            self._apply_blocks()
+
+    def show_advanced(self, shown: bool = True) -> None:
+        """Open (or fold) the advanced types."""
+        self.advanced_button.setChecked(shown)
+
     def _on_advanced(self, shown: bool) -> None:
+        if shown:
+            self._make_advanced_rows()
         self._advanced.setVisible(shown)
         self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
@@ -242,6 +257,8 @@ class TargetsPanel(QWidget):
     def tick(self, *qtypes: str, on: bool = True) -> None:
         """Tick (or untick) types by name (a blocked one stays unticked)."""
         for qtype in qtypes:
+            if qtype not in self.rows:
+                self._make_advanced_rows()
             row = self.rows.get(qtype)
             if row is None:
                 raise KeyError(f"no target {qtype}")
