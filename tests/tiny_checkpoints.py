@@ -185,14 +185,14 @@ def _write_bpe_tokenizer(folder: Path) -> tuple[int, dict]:
 # --- models -------------------------------------------------------------------------------------
 
 def _config(kind: str, vocab_size: int, special_ids: dict, hidden: int = HIDDEN, layers: int = LAYERS,
-            ffn: int = FFN):
+            ffn: int = FFN, heads: int = HEADS, kv_heads: int = KV_HEADS, tie: bool | None = None):
     from transformers import LlamaConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config
 
     common = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
-                  num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=CONTEXT,
+                  num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=CONTEXT,
                   **special_ids)
     if kind == "llama":
-        return LlamaConfig(**common, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False)
+        return LlamaConfig(**common, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=bool(tie))
     if kind == "mistral":
         return MistralConfig(**common, rms_norm_eps=1e-5, rope_theta=100000.0, sliding_window=None,
                              tie_word_embeddings=False)
@@ -203,7 +203,7 @@ def _config(kind: str, vocab_size: int, special_ids: dict, hidden: int = HIDDEN,
         return Qwen2Config(**common, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
                            use_sliding_window=False)
     if kind == "qwen3":
-        return Qwen3Config(**common, head_dim=hidden // HEADS, rms_norm_eps=1e-6, rope_theta=1000000.0,
+        return Qwen3Config(**common, head_dim=hidden // heads, rms_norm_eps=1e-6, rope_theta=1000000.0,
                            tie_word_embeddings=True, use_sliding_window=False)
     raise ValueError(f"unknown tiny checkpoint kind {kind!r}; one of {KINDS}")
 
@@ -236,11 +236,13 @@ def _randomize(model, seed: int) -> None:
 
 def build_checkpoint(kind: str, folder: Path, *, weights: str = "safetensors", dtype: str = "float32",
                      seed: int = 0, hidden: int = HIDDEN, layers: int = LAYERS, ffn: int = FFN,
-                     vocab_size: int | None = None) -> Path:
+                     heads: int = HEADS, kv_heads: int = KV_HEADS, vocab_size: int | None = None,
+                     tie: bool | None = None) -> Path:
     """Write a tiny ``kind`` checkpoint into ``folder`` (created; must not exist yet) and return it.
 
-    ``hidden``, ``layers``, ``ffn`` and ``vocab_size`` (padding the tokenizer's vocabulary with unused
-    ids, as many real models do) make bigger models of the same kind, e.g. for benchmarks."""
+    ``hidden``, ``layers``, ``ffn``, ``heads``, ``kv_heads`` and ``vocab_size`` (padding the tokenizer's
+    vocabulary with unused ids, as many real models do) make bigger models of the same kind, e.g. for
+    benchmarks; ``tie`` ties the llama output to the embedding (the others' default is kept)."""
     import torch
 
     if weights not in ("safetensors", "sharded", "bin"):
@@ -255,7 +257,7 @@ def build_checkpoint(kind: str, folder: Path, *, weights: str = "safetensors", d
         vocab_size, ids = _write_bpe_tokenizer(folder)
         special = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
                        pad_token_id=ids["<|endoftext|>"])
-    config = _config(kind, max(vocab_size, requested_vocab or 0), special, hidden, layers, ffn)
+    config = _config(kind, max(vocab_size, requested_vocab or 0), special, hidden, layers, ffn, heads, kv_heads, tie)
     torch.manual_seed(seed)
     model = _model_class(kind)(config)
     _randomize(model, seed)

@@ -257,3 +257,25 @@ def test_converted_model_chats_through_the_engine(converted):
                                    SamplingParams(temperature=0, max_tokens=12, seed=1))
     assert reply.stats.completion_tokens >= 1 and reply.stats.finish_reason in ("stop", "length")
     assert reply.stats.prompt_tokens > 5
+
+
+def test_memory_follows_one_tensor_not_the_model(tmp_path):
+    """Tensors stream through: the converter's own allocations stay far below the model's size."""
+    import tracemalloc
+
+    from runtime.compress.checkpoint import inspect_checkpoint
+    from tiny_checkpoints import build_checkpoint
+
+    folder = build_checkpoint("llama", tmp_path / "deep", hidden=256, layers=16, ffn=512)
+    info = inspect_checkpoint(folder)
+    largest = max(t.n_elements for t in info.tensors) * 4
+    convert_checkpoint(folder, tmp_path / "warm-up.gguf", out_type="f16")  # imports and caches out of the way
+    for out_type in ("f16", "q8_0"):
+        tracemalloc.start()
+        try:
+            convert_checkpoint(folder, tmp_path / f"deep-{out_type}.gguf", out_type=out_type)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < info.size_bytes / 10, (out_type, peak, info.size_bytes)
+        assert peak < 4 * largest + (2 << 20), (out_type, peak, largest)
