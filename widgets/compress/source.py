@@ -230,55 +230,21 @@ def _inspect_checkpoint(folder: Path) -> SourceFacts:
 def _checkpoint_estimates(folder: Path, via: str, quantize: list[str]) -> dict:
     """{type: (expected bytes, fit, why it cannot be made, short warning, whole warning)} for a checkpoint.
 
-    Conversions: ``runtime.compress.convert.plan_conversion`` (exact, from every tensor's shape).
-    Quantizations read the ``via`` conversion, so the quantizer's planner
-    (``runtime.compress.sizes.plan_from_source``) is given that conversion's planned tensors.
+    The conversion to ``via`` is planned once (``runtime.compress.sizes.checkpoint_source``: every
+    tensor's shape and type as ``runtime.compress.convert`` will write it); the other conversion
+    types and every quantization are planned from it by the quantizer's per-tensor rules.
     """
-    from runtime.compress.convert import plan_conversion
-    from runtime.models.hardware import info_from_config
+    from runtime.compress.sizes import checkpoint_source, plan_from_source
 
+    source = checkpoint_source(folder, via.lower())
     found = {}
-    base = None
-    for qtype in CONVERT_TYPES:
-        plan = plan_conversion(folder, qtype.lower())
-        if qtype == via:
-            base = plan
-        shape = info_from_config(plan.config, plan.expected_bytes, name=checkpoint_name(folder),
-                                 file_type=qtype, parameter_count=int(plan.info.parameter_count or 0))
-        found[qtype] = (plan.expected_bytes, _fit(shape, plan.expected_bytes, qtype), "", "", "")
-    if base is None:
-        return found
-    from runtime.compress.sizes import plan_from_source
-
-    source = _planned_source(base, folder, via)
-    for qtype in quantize:
-        plan = plan_from_source(source, qtype)
-        size = plan.expected_bytes
-        refused = (plan.problem or f"{qtype} cannot be made from this model.") if plan.refused else ""
-        warning = "" if plan.refused or not plan.problem else plan.problem
-        found[qtype] = (size, _fit(source.info, size, qtype), refused,
+    for qtype in list(CONVERT_TYPES) + quantize:
+        plan = None if qtype == via else plan_from_source(source, qtype)
+        size = source.info.size_bytes if plan is None else plan.expected_bytes
+        problem = plan.problem if plan is not None else None
+        refused = plan is not None and plan.refused
+        why = (problem or f"{qtype} cannot be made from this model.") if refused else ""
+        warning = "" if refused or not problem else problem
+        found[qtype] = (size, _fit(source.info, size, qtype), why,
                         _shape_warning(plan) if warning else "", warning)
     return found
-
-
-def _planned_source(plan, folder: Path, via: str):
-    """The conversion ``plan`` as the quantizer's planner sees a GGUF source (no file needed)."""
-    import re
-
-    from runtime.compress.sizes import SourceModel, SourceTensor
-    from runtime.models.hardware import info_from_config
-
-    def _layer_of(name: str) -> int:   # llama.cpp's order: by layer, then by name
-        match = re.match(r"blk\.(\d+)\.", name)
-        return int(match[1]) if match else -1
-
-    arch, hp = plan.gguf_arch, plan.hyper
-    tensors = [SourceTensor(t.name, tuple(reversed(t.shape)), t.ggml_type, t.nbytes) for t in plan.tensors]
-    tensors.sort(key=lambda t: (_layer_of(t.name), t.name))
-    info = info_from_config(plan.config, plan.expected_bytes, name=checkpoint_name(folder), file_type=via,
-                            parameter_count=int(plan.info.parameter_count or 0))
-    info = dataclasses.replace(info, architecture=arch)
-    metadata = {f"{arch}.block_count": hp.block_count, f"{arch}.attention.head_count": hp.head_count,
-                f"{arch}.attention.head_count_kv": hp.head_count_kv}
-    header = max(0, plan.expected_bytes - plan.tensor_bytes)
-    return SourceModel(str(folder), info, metadata, tuple(tensors), header)

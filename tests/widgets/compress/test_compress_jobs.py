@@ -191,6 +191,8 @@ def test_a_checkpoint_folder_converts_then_quantizes(qtbot, compress_tab, tiny_l
     assert read_gguf_info(convert.result_path).file_type == "F16"
     assert read_gguf_info(quantize.result_path).file_type == "Q4_0"
     assert gguf_files(paths.models_dir()) == ["TinyLlama-test-F16.gguf", "TinyLlama-test-Q4_0.gguf"]
+    for job in jobs:    # the estimate shown before it ran, against the real size
+        assert abs(job.real_bytes - job.expected_bytes) <= 16 * 1024 + 0.02 * job.real_bytes
 
 
 def test_closing_the_tab_mid_job_leaves_no_partial_file_and_no_child(qtbot, starter_model):
