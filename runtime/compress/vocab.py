@@ -19,7 +19,6 @@ chat_template.jinja) come from the ``gguf`` package's ``SpecialVocab``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import struct
 from dataclasses import dataclass

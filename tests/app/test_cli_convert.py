@@ -80,7 +80,7 @@ def test_bad_input_is_an_error_and_a_hint_with_exit_2(checkpoints, tmp_path, cap
     out = tmp_path / "out.gguf"
     assert main(["convert", str(folder), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"error: " in err and words in err and "hint: " in err and "Traceback" not in err
+    assert "error: " in err and words in err and "hint: " in err and "Traceback" not in err
     assert not out.exists() and not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 
 
