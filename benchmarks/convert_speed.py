@@ -39,7 +39,8 @@ SHAPE = dict(hidden=576, layers=30, ffn=1536, heads=9, kv_heads=3, vocab_size=49
 def find_script(named: str | None) -> Path:
     if named:
         return Path(named)
-    found = sorted(glob.glob("/tmp/lcpp/*/vendor/llama.cpp/convert_hf_to_gguf.py"))
+    found = (sorted(glob.glob(str(ROOT / ".venv/llama-cpp-sdist/*/vendor/llama.cpp/convert_hf_to_gguf.py")))
+             or sorted(glob.glob("/tmp/lcpp/*/vendor/llama.cpp/convert_hf_to_gguf.py")))  # kept by scripts/setup.sh
     if not found:
         sys.exit("llama.cpp's convert_hf_to_gguf.py was not found: pass --script, or unpack llama-cpp-python's "
                  "sdist into /tmp/lcpp (see this file's docstring)")

@@ -21,6 +21,15 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPRO
 
 source scripts/llama_flags.sh
 
+# llama-cpp-python's source distribution, kept: it is what gets compiled, and it carries llama.cpp's
+# own convert_hf_to_gguf.py, which the converter's tests compare our GGUF files with.
+SDIST_DIR=".venv/llama-cpp-sdist"
+if ! ls "$SDIST_DIR"/llama_cpp_python-*.tar.gz >/dev/null 2>&1; then
+    .venv/bin/python -m pip download --quiet --no-cache-dir --no-deps --no-binary :all: -d "$SDIST_DIR" "$LLAMA_CPP_PYTHON"
+    tar xzf "$SDIST_DIR"/llama_cpp_python-*.tar.gz -C "$SDIST_DIR"
+fi
+SDIST=$(ls "$SDIST_DIR"/llama_cpp_python-*.tar.gz | head -n 1)
+
 STAMP=".venv/llama-build.stamp"
 WANTED="$LLAMA_CPP_PYTHON|CMAKE_ARGS=${CMAKE_ARGS:-}|CFLAGS=${CFLAGS:-}|CXXFLAGS=${CXXFLAGS:-}"
 check_build() {
@@ -29,8 +38,7 @@ check_build() {
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANTED" ] || ! check_build >/dev/null 2>&1; then
     echo "Compiling llama.cpp (llama-cpp-python) for this machine; this takes several minutes ..."
     rm -f "$STAMP"
-    .venv/bin/python -m pip install --quiet --no-cache-dir --force-reinstall --no-deps \
-        --no-binary llama-cpp-python "$LLAMA_CPP_PYTHON"
+    .venv/bin/python -m pip install --quiet --no-cache-dir --force-reinstall --no-deps "$SDIST"
     check_build
     echo "$WANTED" > "$STAMP"
 fi

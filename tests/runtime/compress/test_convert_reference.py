@@ -3,7 +3,8 @@ convert_hf_to_gguf.py give the same tensors (names, types, shapes, bytes), the s
 and the same metadata.
 
 llama.cpp's script comes from llama-cpp-python's source distribution (it is not installed with the
-wheel). Fetch it once, for reading and for this comparison:
+wheel). scripts/setup.sh keeps that sdist unpacked in .venv/llama-cpp-sdist (it is what it compiles);
+elsewhere, fetch it once:
 
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcpp
     tar xzf /tmp/lcpp/llama_cpp_python-0.3.36.tar.gz -C /tmp/lcpp
@@ -40,12 +41,17 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
+REPO = Path(__file__).resolve().parents[3]
+
+
 def find_convert_script() -> Path | None:
-    """llama.cpp's convert_hf_to_gguf.py from $LLAMA_CPP_CONVERT_SCRIPT or an unpacked sdist in /tmp/lcpp."""
+    """llama.cpp's convert_hf_to_gguf.py: $LLAMA_CPP_CONVERT_SCRIPT, else the sdist scripts/setup.sh
+    keeps unpacked in .venv/llama-cpp-sdist, else one unpacked in /tmp/lcpp."""
     named = os.environ.get("LLAMA_CPP_CONVERT_SCRIPT")
     if named:
         return Path(named) if Path(named).is_file() else None
-    found = sorted(glob.glob("/tmp/lcpp/*/vendor/llama.cpp/convert_hf_to_gguf.py"))
+    found = sorted(glob.glob(str(REPO / ".venv/llama-cpp-sdist/*/vendor/llama.cpp/convert_hf_to_gguf.py")))
+    found = found or sorted(glob.glob("/tmp/lcpp/*/vendor/llama.cpp/convert_hf_to_gguf.py"))
     return Path(found[-1]) if found else None
 
 
