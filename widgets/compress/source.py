@@ -196,7 +196,7 @@ def _inspect_checkpoint(folder: Path) -> SourceFacts:
     ck = inspect_checkpoint(folder)     # ConversionError: not a checkpoint, damaged, already quantized
     main, advanced = _quantize_lists()
     quantize = [t for t in main + advanced if t not in CONVERT_TYPES and t not in UNQUANTIZED]
-    via = "BF16" if str(ck.dtype).lower() in ("bf16", "bfloat16") else "F16"
+    via = "BF16" if _dtype_name(str(ck.dtype)) == "BF16" else "F16"
     problem = "" if ck.supported else (ck.problem or "This checkpoint cannot be converted.")
     if problem:
         problem = problem[0].upper() + problem[1:]
@@ -210,7 +210,7 @@ def _inspect_checkpoint(folder: Path) -> SourceFacts:
                                       note_full=quality_note(qtype), warning_full=warning_full))
     arch = ck.hf_architecture or ck.model_type or "?"
     details = [("Architecture", f"{arch} (GGUF: {ck.gguf_architecture})" if ck.gguf_architecture else arch),
-               ("Parameters", param_label(ck.parameter_count)), ("Dtype", str(ck.dtype)),
+               ("Parameters", param_label(ck.parameter_count)), ("Dtype", _dtype_words(str(ck.dtype))),
                ("Size", format_size(ck.size_bytes))]
     files = list(ck.weight_files or [])
     details.append(("Weights", f"{len(files)} {ck.weight_format} file{'s' if len(files) != 1 else ''}"))
@@ -222,7 +222,8 @@ def _inspect_checkpoint(folder: Path) -> SourceFacts:
     if ck.block_count:
         details.append(("Layers", str(ck.block_count)))
     return SourceFacts(path=str(folder), kind="checkpoint", name=checkpoint_name(folder), architecture=arch,
-                       parameters=int(ck.parameter_count or 0), dtype=str(ck.dtype), size_bytes=int(ck.size_bytes),
+                       parameters=int(ck.parameter_count or 0), dtype=_dtype_name(str(ck.dtype)),
+                       size_bytes=int(ck.size_bytes),
                        context_length=ck.context_length, quantized=False, problem=problem, details=details,
                        targets=targets, info=ck)
 
@@ -248,3 +249,20 @@ def _checkpoint_estimates(folder: Path, via: str, quantize: list[str]) -> dict:
         found[qtype] = (size, _fit(source.info, size, qtype), why,
                         _shape_warning(plan) if warning else "", warning)
     return found
+
+
+def _dtype_name(dtype: str) -> str:
+    """A checkpoint's dtype as the tab names types: 'bfloat16' or 'BF16' -> 'BF16'."""
+    from runtime.compress.checkpoint import DTYPE_WORDS
+
+    by_words = {words: name for name, words in DTYPE_WORDS.items()}
+    return by_words.get(dtype.lower(), dtype.upper())
+
+
+def _dtype_words(dtype: str) -> str:
+    """'BF16 (bfloat16)'; a dtype without words as it is."""
+    from runtime.compress.checkpoint import DTYPE_WORDS
+
+    name = _dtype_name(dtype)
+    words = DTYPE_WORDS.get(name)
+    return f"{name} ({words})" if words else dtype

@@ -153,3 +153,25 @@ def test_output_names_group_with_their_source(tmp_path):
     snapshot.mkdir(parents=True)
     assert checkpoint_name(snapshot) == "SmolLM2-135M-Instruct"     # a checkpoint in the HF cache
     assert checkpoint_name(tmp_path / "My-Model") == "My-Model"
+
+
+def test_a_checkpoints_quantizations_read_a_lossless_conversion(qtbot, compress_tab, tmp_path_factory):
+    """A bf16 checkpoint: quantizations read its BF16 conversion (ticked or added), never F16."""
+    from tests.tiny_checkpoints import cached_checkpoint
+
+    folder = cached_checkpoint("llama", tmp_path_factory.mktemp("bf16-checkpoints"), dtype="bfloat16")
+    facts = open_and_wait(qtbot, compress_tab, folder)
+    assert facts.dtype == "BF16" and compress_tab.source.fact("Dtype") == "BF16 (bfloat16)"
+    targets = compress_tab.targets
+    assert "from the BF16 conversion" in " ".join(
+        label.text() for label in targets.findChildren(type(targets.empty)))
+    targets.tick("Q4_0")
+    plan = compress_tab.planned()
+    assert [(j.kind, j.qtype, j.after, j.automatic) for j in plan] == [
+        ("convert", "BF16", None, True), ("quantize", "Q4_0", 0, False)]
+    assert "convert to BF16 (needed first)" in compress_tab.output.plan.text()
+    targets.tick("F16", "BF16")
+    plan = compress_tab.planned()
+    assert [(j.kind, j.qtype, j.after) for j in plan] == [
+        ("convert", "F16", None), ("convert", "BF16", None), ("quantize", "Q4_0", 1)]
+    assert all(j.expected_bytes > 0 for j in plan)
