@@ -206,8 +206,8 @@ def quantize_gguf(src: str | os.PathLike, out_path: str | os.PathLike, qtype: st
     ``out_path`` (only once the new file is complete). ``threads`` 0: all cores, as llama.cpp does.
     Raises QuantizeError (see ``check_target``; also: llama.cpp refused, the disk is full, the output
     does not read back), ModelFileError for a damaged source (its header, or tensor data llama.cpp
-    rejects), ProcessCrashed when the child dies
-    (its signal in ``facts["signal"]``). No partial file is left behind in any case.
+    rejects), ProcessCrashed when the child dies (its signal in ``facts["signal"]``). No partial
+    file is left behind in any case.
     """
     cancel = cancel or CancelToken()
     out = Path(out_path).absolute()
