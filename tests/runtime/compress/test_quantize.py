@@ -106,11 +106,12 @@ def test_same_bytes_as_llama_quantize_tool(f16_outputs, tmp_path, qtype):
     assert sha256(made[qtype][0]) == sha256(tool_out)
 
 
-def test_output_loads_and_generates_in_the_engine(f16_outputs):
+@pytest.mark.parametrize("qtype", MAIN)
+def test_output_loads_and_generates_in_the_engine(f16_outputs, qtype):
     from runtime.engine.local import LocalEngine
     from runtime.engine.types import LoadOptions, SamplingParams
 
-    out, _ = f16_outputs[1]["Q4_K_M"]
+    out, _ = f16_outputs[1][qtype]
     with LocalEngine(out, LoadOptions(n_ctx=256, n_threads=2)) as engine:
         reply = engine.client().stream_chat([{"role": "user", "content": "the cat"}],
                                             SamplingParams(temperature=0, max_tokens=6))
@@ -168,6 +169,25 @@ def test_cancel_mid_run_kills_the_child_and_removes_the_partial(starter_model, t
                                      lambda proc: cancel.cancel(), requantize=True, cancel=cancel)
     assert isinstance(error, Cancelled)
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_child_left_alone_removes_its_partial(starter_model, tmp_path):
+    """When the app dies (its end of the child's stdin closes), the child stops and cleans up."""
+    from runtime.compress import quantize_child
+    from runtime.procs import ChildProcess
+
+    out = tmp_path / "out.gguf.partial"
+    child = ChildProcess(quantize.CHILD_MODULE, [str(starter_model), str(out), str(sizes.ftype_number("Q4_K_M")),
+                                                 "--requantize"], name="quantizer")
+    child.start()
+    try:
+        child.wait_for("tensor", 60)
+        assert out.exists()
+        child.stop(grace_s=10)
+    finally:
+        child.kill()
+    assert child.returncode == quantize_child.EXIT_ORPHANED
     assert list(tmp_path.iterdir()) == []
 
 
