@@ -65,11 +65,19 @@ class JobItem(QFrame):
         text.addWidget(self.title)
         text.addWidget(self.bar)
         text.addWidget(self.figures)
-        row = QHBoxLayout()
-        row.addLayout(text, 1)
+        # The buttons sit in a box as wide as the widest set a row can show, so every bar lines up.
+        buttons = QWidget()
+        button_row = QHBoxLayout(buttons)
+        button_row.setContentsMargins(0, 0, 0, 0)
+        button_row.addStretch(1)
         for button in (self.cancel_button, self.chat_button, self.bench_button, self.log_button,
                        self.remove_button):
-            row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+            button_row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        widest = (self.chat_button, self.bench_button, self.log_button, self.remove_button)
+        buttons.setFixedWidth(sum(b.sizeHint().width() for b in widest) + button_row.spacing() * len(widest))
+        row = QHBoxLayout()
+        row.addLayout(text, 1)
+        row.addWidget(buttons, 0, Qt.AlignmentFlag.AlignTop)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(6, 4, 6, 4)
         self._layout.addLayout(row)

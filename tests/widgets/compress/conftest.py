@@ -55,27 +55,37 @@ def wait_jobs(qtbot, tab, ids, timeout=JOB_TIMEOUT_MS):
     return [tab.jobs.jobs[i] for i in ids]
 
 
-def quantize_children():
-    """Child processes of this test process that run the quantizer."""
+def children_running(module_part: str) -> list:
+    """Live child processes of this test process whose command line names ``module_part``."""
     import psutil
 
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "quantize_child" in " ".join(proc.cmdline()):
+            if proc.status() != psutil.STATUS_ZOMBIE and module_part in " ".join(proc.cmdline()):
                 found.append(proc)
         except psutil.Error:
             pass
     return found
 
 
+def quantize_children():
+    """The quantizer processes (llama.cpp) running now."""
+    return children_running("quantize_child")
+
+
+def converter_children():
+    """The converter processes running now."""
+    return children_running("convert_child")
+
+
 @pytest.fixture(autouse=True)
-def no_leaked_quantizers():
-    """Fail a test that leaves a quantizer child running."""
-    before = {p.pid for p in quantize_children()}
+def no_leaked_children():
+    """Fail a test that leaves a quantizer or converter process running."""
+    before = {p.pid for p in quantize_children() + converter_children()}
     yield
-    left = [p for p in quantize_children() if p.pid not in before]
+    left = [p for p in quantize_children() + converter_children() if p.pid not in before]
     for proc in left:
         proc.kill()
     if left:
-        pytest.fail(f"the test left {len(left)} quantizer process(es) running")
+        pytest.fail(f"the test left {len(left)} quantizer/converter process(es) running")

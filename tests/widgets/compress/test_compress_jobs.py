@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtime import paths
-from tests.widgets.compress.conftest import open_and_wait, quantize_children, wait_jobs
+from tests.widgets.compress.conftest import converter_children, open_and_wait, quantize_children, wait_jobs
 from widgets.compress.jobs import BACKGROUND_NICE
 
 
@@ -207,3 +207,48 @@ def test_closing_the_tab_mid_job_leaves_no_partial_file_and_no_child(qtbot, star
     assert tab.jobs.jobs[ids[0]].status == "cancelled" and tab.jobs.jobs[ids[1]].status == "queued"
     qtbot.waitUntil(lambda: quantize_children() == [], timeout=10_000)
     assert gguf_files(paths.models_dir()) == []
+
+
+def all_files(folder: Path) -> list[str]:
+    """Every name in ``folder``, hidden partial files included."""
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.fixture(scope="session")
+def medium_llama(tmp_path_factory):
+    """A 12M-parameter float32 checkpoint: its conversion takes long enough to be caught half-way."""
+    from tests.tiny_checkpoints import build_checkpoint
+
+    return build_checkpoint("llama", tmp_path_factory.mktemp("medium") / "Medium-Llama", hidden=256, layers=4,
+                            ffn=1024, vocab_size=16000)
+
+
+def test_cancelling_a_conversion_stops_its_process_and_leaves_nothing(qtbot, compress_tab, tiny_llama):
+    open_and_wait(qtbot, compress_tab, tiny_llama)
+    compress_tab.targets.tick("F16", "Q4_0")
+    ids = compress_tab.compress()
+    qtbot.waitUntil(lambda: bool(converter_children()), timeout=30_000)
+    children = converter_children()
+    compress_tab.jobs.cancel(ids[0])
+    jobs = wait_jobs(qtbot, compress_tab, ids)
+    assert [j.status for j in jobs] == ["cancelled", "cancelled"]   # the quantization needed it
+    for child in children:
+        child.wait(timeout=15)
+    assert converter_children() == [] and all_files(paths.models_dir()) == []
+    assert not compress_tab.banner.text()
+
+
+def test_a_conversion_process_that_dies_fails_its_job_and_leaves_no_partial(qtbot, compress_tab, medium_llama):
+    from runtime.errors import ConversionError
+
+    open_and_wait(qtbot, compress_tab, medium_llama)
+    compress_tab.targets.tick("F32")
+    [job_id] = compress_tab.compress()
+    qtbot.waitUntil(lambda: any(n.endswith(".partial") for n in all_files(paths.models_dir())), timeout=60_000)
+    [child] = converter_children()
+    child.kill()                              # as the system would for lack of memory
+    [job] = wait_jobs(qtbot, compress_tab, [job_id])
+    assert job.status == "failed" and isinstance(job.error, ConversionError)
+    assert "SIGKILL" in job.error.message or "killed" in job.error.message
+    assert all_files(paths.models_dir()) == []      # the partial file was removed
+    assert "Failed: " in compress_tab.jobs_panel.item(job_id).figures.text()
