@@ -28,6 +28,11 @@ def size_comparison(real: int, expected: int) -> str:
     return f"{format_size(real)} (expected {format_size(expected)}, {(real - expected) / expected:+.1%})"
 
 
+def _seconds(seconds: float) -> str:
+    """'0.4 s' under ten seconds (quick jobs are common), else runtime.jobs.format_duration's words."""
+    return f"{seconds:.1f} s" if seconds < 9.95 else format_duration(seconds)
+
+
 class JobItem(QFrame):
     """One job: title, progress bar, figures, buttons, and the log (folded)."""
 
@@ -125,14 +130,13 @@ class JobItem(QFrame):
             expected = f" · expected ≈ {format_size(job.expected_bytes)}" if job.expected_bytes else ""
             text = f"{label}{waits}{expected}"
         elif status == "running":
-            parts = [f"{fraction:.0%}", job.message or "working…",
-                     f"{format_duration(job.elapsed_s)} elapsed"]
+            parts = [f"{fraction:.0%}", job.message or "working…", f"{_seconds(job.elapsed_s)} elapsed"]
             eta = self.meter.eta_s if self.meter is not None else None
             parts.append(f"{format_duration(eta)} left" if eta is not None else "time left: measuring…")
             text = " · ".join(parts)
         elif status == "done":
             where = " · added to the library by reference" if job.added_by_reference else " · in the library"
-            text = (f"{label} in {format_duration(job.elapsed_s)} · "
+            text = (f"{label} in {_seconds(job.elapsed_s)} · "
                     f"{size_comparison(job.real_bytes, job.expected_bytes)}{where}")
         elif status == "failed":
             text = f"{label}: {error_text(job.error) if job.error is not None else 'unknown error'}"
