@@ -75,6 +75,15 @@ class ConversionPlan:
         return header + self.tensor_bytes
 
 
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_files(out_path: Path) -> list[Path]:
+    """The temporary files a conversion to ``out_path`` writes before its rename (hidden, beside it)."""
+    out_path = Path(out_path)
+    return sorted(out_path.parent.glob(f".{out_path.name}.*{PARTIAL_SUFFIX}"))
+
 def _pad(n: int, align: int = 32) -> int:
     return (n + align - 1) // align * align
 
@@ -213,7 +222,7 @@ def convert_checkpoint(folder, out_path, *, out_type: str = "f16", progress: Pro
                               hint="Create the folder first, or choose another one.")
     _check_disk(out_path, plan.expected_bytes)
     cancel.check()
-    tmp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}.partial")
+    tmp = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
     try:
         _write(plan, tmp, progress, cancel)
         _verify(tmp, plan)

@@ -3,7 +3,7 @@
 ``CompressJobs`` holds ``CompressJob`` records in the order they were queued and runs the first
 waiting one on a ``Worker`` (one at a time: each uses every core). A job is a conversion of a
 checkpoint folder (``runtime.compress.convert.convert_checkpoint``, run in its own process by
-``widgets.compress.convert_child`` so its pure-Python stretches never hold the window's GIL) or a
+``runtime.compress.convert_child`` so its pure-Python stretches never hold the window's GIL) or a
 quantization of a GGUF (``runtime.compress.quantize.quantize_gguf``, whose llama.cpp runs in a
 child at a lower priority); a quantization may wait on a conversion (``after``)
 and then reads that job's output. When the job's folder is not one the library scans anyway
@@ -32,8 +32,6 @@ ACTIVE = ("queued", "running")
 LOG_LIMIT = 2000   # lines kept per job (llama.cpp prints one per tensor)
 BACKGROUND_NICE = 10
 QUANTIZER_MODULE = "runtime.compress.quantize_child"
-CONVERTER_MODULE = "widgets.compress.convert_child"
-STOP_GRACE_S = 10.0   # how long a cancelled conversion may take to stop and clean up before a kill
 
 
 @dataclass
@@ -91,6 +89,8 @@ def run_job(job: CompressJob, work) -> dict:
 
     out = Path(job.out_path)
     if job.kind == "convert":
+        from runtime.compress.convert_child import convert_in_child
+
         path = convert_in_child(job.source, out, job.qtype, progress=progress, cancel=work.cancel)
     else:
         from runtime.compress.quantize import quantize_gguf
@@ -113,63 +113,6 @@ def run_job(job: CompressJob, work) -> dict:
         add_reference(path)   # a chosen folder: the library lists the result from where it is
         reference = True
     return {"path": str(path), "bytes": path.stat().st_size, "reference": reference}
-
-
-def convert_in_child(folder: str, out: Path, qtype: str, *, progress, cancel) -> Path:
-    """``runtime.compress.convert.convert_checkpoint`` in its own process (``widgets.compress.convert_child``).
-
-    The same errors as in-process (its ConversionError comes back as one); a crash of the child is a
-    ConversionError naming the signal. Cancel closes the child's stdin: the converter stops between
-    slices and removes its partial file; a child that does not stop within ``STOP_GRACE_S`` is
-    killed and its partial file (``.<name>.<random>.partial`` beside the output) removed here.
-    """
-    import threading
-
-    from runtime.errors import Cancelled, ConversionError, from_payload
-    from runtime.procs import ChildProcess
-
-    child = ChildProcess(CONVERTER_MODULE, [str(folder), str(out), qtype.lower()], name="converter",
-                         error_class=ConversionError)
-    stopping = threading.Event()
-
-    def on_cancel() -> None:   # runs on the thread that cancels (the window's): never wait there
-        stopping.set()
-        threading.Thread(target=child.stop, args=(STOP_GRACE_S,), name="converter-stop", daemon=True).start()
-
-    finished = False
-    cancel.add_callback(on_cancel)
-    try:
-        child.start()
-        while True:
-            event = child.read_event()
-            if event is None:            # stdout ended without an outcome
-                child.wait(10)
-                if stopping.is_set():
-                    raise Cancelled()
-                raise child.crash_error(f"The converter stopped: {child.exit_reason()}.",
-                                        "The checkpoint may be damaged, or the computer ran out of memory: "
-                                        "close other programs and try again.")
-            kind = event.get("event")
-            if kind == "progress":
-                progress(float(event.get("done") or 0), float(event.get("total") or 0), str(event.get("message") or ""))
-            elif kind == "done":
-                child.wait(10)
-                finished = True
-                return Path(event["path"])
-            elif kind == "cancelled":
-                child.wait(10)
-                finished = True          # the converter removed its own partial file
-                raise Cancelled()
-            elif kind == "error":
-                child.wait(10)
-                finished = True
-                raise from_payload(event, ConversionError)
-    finally:
-        cancel.remove_callback(on_cancel)
-        child.kill()
-        if not finished:                 # killed or crashed: nothing removed the partial file
-            for partial in out.parent.glob(f".{out.name}.*.partial"):
-                partial.unlink(missing_ok=True)
 
 
 def lower_child_priority(module: str = QUANTIZER_MODULE) -> bool:

@@ -76,7 +76,7 @@ def quantize_children():
 
 def converter_children():
     """The converter processes running now."""
-    return children_running("convert_child")
+    return children_running("runtime.compress.convert_child")
 
 
 @pytest.fixture(autouse=True)
