@@ -4,13 +4,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-COMPRESS_PLAN = [
-    "Convert a Hugging Face checkpoint (safetensors, sharded or not) to GGUF in F32, F16 or BF16.",
-    "Quantize it to one or more of Q8_0, Q6_K, Q5_K_M, Q4_K_M and Q4_0, with the expected size "
-    "of each shown before anything runs.",
-    "Progress per tensor and a Cancel button; no partial file is left behind on cancel or failure.",
-]
-
 BENCHMARK_PLAN = [
     "Pick variants of one model (for example F16, Q8_0 and Q4_K_M) and measure each the same way: "
     "load time, prompt and generation tokens per second, time to first token, peak memory, file size.",
