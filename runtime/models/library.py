@@ -12,7 +12,8 @@ import importlib.util
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runtime import paths
@@ -276,11 +277,37 @@ def scan_library_report(read_info: bool = True, extra_paths=None) -> LibraryScan
         entry = ModelEntry(path=path, name=model_name(path), source=source, size_bytes=size, repo_id=repo_id)
         if read_info:
             try:
-                entry.info = read_gguf_info(path)
+                entry.info = _header_of(path)
             except ModelFileError as exc:
                 entry.error, entry.error_hint = exc.message, exc.hint
         entries.append(entry)
     return LibraryScan(entries, list(problems))
+
+
+_HEADERS: dict[str, tuple[tuple, GGUFInfo | ModelFileError]] = {}
+_HEADERS_LOCK = threading.Lock()
+
+
+def _header_of(path: Path) -> GGUFInfo:
+    """``read_gguf_info(path)``, remembered while the file keeps its size, time and inode: the library
+    is rescanned after every download, compression and chat reply, and parsing headers in Python
+    holds the interpreter lock that the window needs too. A damaged file's error is remembered too."""
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino, _files_size(path))
+    key = str(path)
+    with _HEADERS_LOCK:
+        known = _HEADERS.get(key)
+    if known is None or known[0] != stamp:
+        try:
+            known = (stamp, read_gguf_info(path))
+        except ModelFileError as exc:
+            known = (stamp, exc)
+        with _HEADERS_LOCK:
+            _HEADERS[key] = known
+    found = known[1]
+    if isinstance(found, ModelFileError):  # a fresh copy: re-raising one object would pile up tracebacks
+        raise ModelFileError(found.message, hint=found.hint, path=found.path, **found.facts)
+    return replace(found)
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:

@@ -142,3 +142,22 @@ def test_resolve_by_repo_id_and_file_name():
     assert resolve_model("tiny-q8_0.gguf") == link
     with pytest.raises(ModelFileError, match="does not exist"):
         resolve_model("SomeOrg/tiny-q8_0.gguf")
+
+
+def test_headers_are_read_again_only_when_a_file_changes(monkeypatch):
+    """Rescans (after every download, compression and reply) reuse what an unchanged file's header said."""
+    from runtime.models import library
+
+    folder = paths.ensure_dir(paths.models_dir())
+    good = write_unknown_arch_gguf(folder, name="kept")
+    bad = write_not_gguf(folder, "broken.gguf")
+    reads = []
+    real = library.read_gguf_info
+    monkeypatch.setattr(library, "read_gguf_info", lambda p: reads.append(p.name) or real(p))
+    first = by_name(scan_library())
+    second = by_name(scan_library())
+    assert sorted(reads) == ["broken.gguf", "kept.gguf"]  # once each, the damaged one too
+    assert second["kept"].info == first["kept"].info and second["broken"].error == first["broken"].error
+    bad.unlink()
+    write_unknown_arch_gguf(folder, name="broken", filename="broken.gguf")  # repaired: read again
+    assert by_name(scan_library())["broken"].info is not None and reads.count("broken.gguf") == 2
