@@ -208,11 +208,6 @@ class CompressTab(QWidget):
         self.sig_source_refused.emit(path, error)
 
     @property
-    def request_label(self) -> QLabel:
-        """The label naming the source another tab asked for ("Compress it"): the picked path."""
-        return self.source.path_label
-
-    @property
     def reading(self) -> bool:
         return any(w.running for w in self._readers)
 
