@@ -161,20 +161,25 @@ QUALITY_FIGURES: dict[str, QualityFigure] = {
 _VERDICTS = (  # (largest KLD, what it means for a person)
     (0.002, "practically the same as the original"),
     (0.012, "very close to the original"),
-    (0.035, "a small loss: the usual choice for laptops"),
+    (0.035, "a small loss"),
     (0.08, "a noticeable loss, fine for casual chat"),
     (0.15, "a clear loss: answers get sloppier"),
     (1e9, "a large loss: only when nothing bigger fits"),
 )
 
 
+_EXTRA_WORDS = {"Q8_0": ", at half the size of F16", "Q4_K_M": ": the usual choice for laptops",
+                "Q4_0": "; Q4_K_M is better at about the same size"}
+
+
 def _note(qtype: str, fig: QualityFigure) -> str:
-    verdict = next(words for limit, words in _VERDICTS if fig.kld <= limit)
+    verdict = next(words for limit, words in _VERDICTS if fig.kld <= limit) + _EXTRA_WORDS.get(qtype, "")
     measured = " (measured with an importance matrix; expect somewhat worse without one)" if fig.imatrix else ""
-    return (f"{qtype}: {verdict}. On Llama-3-8B, llama.cpp measured perplexity "
-            f"{_BASE_PPL + fig.delta_ppl:.2f} against 6.23 for F16 (+{fig.ppl_increase_pct:.1f}%) and a mean "
-            f"KL divergence of {fig.kld:.4f}{measured}; the 8B file is {fig.size_gib:.2f} GiB. "
-            "This is llama.cpp's published figure, not a measurement of this model.")
+    pct = fig.ppl_increase_pct
+    pct_text = f"+{pct:.2f}%" if pct < 1 else f"+{pct:.1f}%"
+    return (f"{qtype}: {verdict}. On Llama-3-8B, llama.cpp measured perplexity {_BASE_PPL + fig.delta_ppl:.2f} "
+            f"against 6.23 for F16 ({pct_text}) and a mean KL divergence of {fig.kld:.4f}{measured}; the 8B "
+            f"file is {fig.size_gib:.2f} GiB. This is llama.cpp's published figure, not a measurement of this model.")
 
 
 QUALITY_NOTES: dict[str, str] = {t: _note(t, f) for t, f in QUALITY_FIGURES.items()}
