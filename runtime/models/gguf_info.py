@@ -107,6 +107,13 @@ def format_size(n_bytes: int | float | None) -> str:
 
 def read_gguf_info(path: str | os.PathLike) -> GGUFInfo:
     """Read a GGUF file's metadata and tensor list; raise ModelFileError if it is not a usable GGUF."""
+    return read_gguf_header(path)[0]
+
+
+def read_gguf_header(path: str | os.PathLike) -> tuple[GGUFInfo, "GGUFHeader"]:
+    """``read_gguf_info`` plus the checked header it reads on the way (metadata, the tensor list with
+    name, dims, ggml_type, offset and bytes of each, where the data starts), for code that plans per
+    tensor (the quantizer's size estimates)."""
     path = Path(path)
     size = _check_is_file(path)
     header = _read_header(path, size)
@@ -117,7 +124,7 @@ def read_gguf_info(path: str | os.PathLike) -> GGUFInfo:
             hint="The download or copy stopped early. Download the file again "
                  "(or resume the download) and check its size.",
         )
-    return _info_from_header(path, size, header)
+    return _info_from_header(path, size, header), header
 
 
 def read_gguf_header_prefix(data: bytes, file_size: int, name: str) -> GGUFInfo:
@@ -198,7 +205,7 @@ def _describe_non_gguf(head: bytes) -> tuple[str, str]:
     return "", "Choose a .gguf model file."
 
 
-def _read_header(path: Path, size: int) -> "_Header":
+def _read_header(path: Path, size: int) -> "GGUFHeader":
     try:
         with open(path, "rb") as f:
             head = f.read(24)
@@ -243,7 +250,7 @@ class _ArrayInfo:
 
 
 @dataclass
-class _TensorInfo:
+class TensorInfo:
     name: str
     dims: list[int]
     ggml_type: int
@@ -253,10 +260,10 @@ class _TensorInfo:
 
 
 @dataclass
-class _Header:
+class GGUFHeader:
     version: int
     metadata: dict
-    tensors: list[_TensorInfo]
+    tensors: list[TensorInfo]
     data_start: int
     data_end: int          # where the last tensor's data ends; > file size means truncated
 
@@ -334,14 +341,14 @@ class _HeaderReader:
             raise _Damaged(f"{what} has unknown value type {vtype}")
         return None
 
-    def read(self) -> _Header:
+    def read(self) -> GGUFHeader:
         try:
             return self._read_all()
         except _Damaged as exc:
             raise ModelFileError(f"{self.path.name} has a damaged header: {exc}", path=self.path,
                                  hint=_REDOWNLOAD_HINT) from None
 
-    def _read_all(self) -> _Header:
+    def _read_all(self) -> GGUFHeader:
         version = self._read("I", "version")
         if version not in SUPPORTED_VERSIONS:
             raise ModelFileError(
@@ -374,9 +381,9 @@ class _HeaderReader:
         tensors = [self._tensor_info(i) for i in range(tensor_count)]
         data_start = -(-self.pos // alignment) * alignment
         data_end = max((data_start + t.offset + t.n_bytes for t in tensors), default=data_start)
-        return _Header(version, metadata, tensors, data_start, data_end)
+        return GGUFHeader(version, metadata, tensors, data_start, data_end)
 
-    def _tensor_info(self, i: int) -> _TensorInfo:
+    def _tensor_info(self, i: int) -> TensorInfo:
         from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
         name = self._name(f"name of tensor #{i}")
@@ -397,12 +404,12 @@ class _HeaderReader:
         n_elements = 1
         for d in dims:
             n_elements *= d
-        return _TensorInfo(name, dims, ggml_type, offset, n_elements, n_elements * type_size // block)
+        return TensorInfo(name, dims, ggml_type, offset, n_elements, n_elements * type_size // block)
 
 
 # --- from header to GGUFInfo -----------------------------------------------------------------------
 
-def _file_type_label(metadata: dict, tensors: list[_TensorInfo]) -> str:
+def _file_type_label(metadata: dict, tensors: list[TensorInfo]) -> str:
     """general.file_type by its llama.cpp name, else the type holding most weight-matrix elements."""
     from gguf.constants import GGMLQuantizationType, LlamaFileType
 
@@ -422,7 +429,7 @@ def _file_type_label(metadata: dict, tensors: list[_TensorInfo]) -> str:
     return GGMLQuantizationType(elements.most_common(1)[0][0]).name
 
 
-def _tensor_figures(tensors: list[_TensorInfo], split: bool) -> tuple[int | None, int | None, int | None]:
+def _tensor_figures(tensors: list[TensorInfo], split: bool) -> tuple[int | None, int | None, int | None]:
     """(embedding length, vocabulary, layers) as the tensors show them; None where they do not."""
     embd = vocab = blocks = None
     by_name = {t.name: t for t in tensors}
@@ -437,7 +444,7 @@ def _tensor_figures(tensors: list[_TensorInfo], split: bool) -> tuple[int | None
     return embd, vocab, blocks
 
 
-def _info_from_header(path: Path, size: int, header: _Header) -> GGUFInfo:
+def _info_from_header(path: Path, size: int, header: GGUFHeader) -> GGUFInfo:
     meta = header.metadata
 
     def int_value(key: str) -> int | None:
