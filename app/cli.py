@@ -177,6 +177,37 @@ def _add_info(sub) -> None:
     p.set_defaults(func=cmd_info)
 
 
+def run_cancellable(work, cancel, name: str = "work"):
+    """Run ``work()`` on a thread of its own and return ``(result, error)`` (one of them None).
+
+    Ctrl-C, which only the main thread sees, becomes ``cancel.cancel()``: the work then stops the way
+    a cancel stops it (partial files kept or removed as that work does) and its ``Cancelled`` comes
+    back as the error. Waiting is on an Event, not ``Thread.join``: on CPython 3.11 a join interrupted
+    by Ctrl-C can leave the thread marked as stopped while it still runs.
+    """
+    import threading
+
+    outcome: dict = {}
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        cancel.cancel()
+        finished.wait()
+    return outcome.get("result"), outcome.get("error")
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number above 0 (the other command modules use it too)."""
     try:

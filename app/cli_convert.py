@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
+
+from app.cli import run_cancellable
 
 TTY_EVERY_S = 0.2
 LOG_EVERY_S = 5.0
@@ -71,36 +72,17 @@ def _run(args, folder: Path, out: Path, plan) -> int:
 
     line = _ProgressLine()
     cancel = CancelToken()
-    outcome: dict = {}
-    finished = threading.Event()
     started = time.monotonic()
-
-    def work():
-        try:
-            outcome["path"] = convert_checkpoint(folder, out, out_type=plan.out_type, progress=line.show,
-                                                 cancel=cancel)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    # On its own thread so that Ctrl-C (seen only by the main thread) becomes a cancel: the partial file
-    # is removed before we exit. (An Event wait, not Thread.join, which Ctrl-C can break on CPython 3.11.)
-    threading.Thread(target=work, name="convert", daemon=True).start()
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        cancel.cancel()
-        finished.wait()
+    # Ctrl-C becomes a cancel: the converter removes its partial file before we exit.
+    path, error = run_cancellable(
+        lambda: convert_checkpoint(folder, out, out_type=plan.out_type, progress=line.show, cancel=cancel),
+        cancel, "convert")
     line.end()
-    error = outcome.get("error")
-    if isinstance(error, Cancelled) or (cancel.cancelled and error is None and "path" not in outcome):
+    if isinstance(error, Cancelled) or (cancel.cancelled and error is None and path is None):
         print("interrupted: the unfinished output was removed.", file=sys.stderr)
         return EXIT_INTERRUPTED
     if error is not None:
         raise error
-    path = outcome["path"]
     seconds = time.monotonic() - started
     size = path.stat().st_size
     print(f"{plan.out_type.upper()}: {format_size(size)} in {seconds:.1f} s -> {readable(str(path))}", file=sys.stderr)

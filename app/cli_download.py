@@ -13,9 +13,10 @@ import json
 import re
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
+
+from app.cli import run_cancellable
 
 STORE_BUSY_TIMEOUT_S = 2.0   # the store is a record of the download, never a reason to stop it
 TTY_EVERY_S = 0.2            # how often the progress line is redrawn on a terminal
@@ -61,31 +62,13 @@ def cmd_download(args) -> int:
     store, record = _record(args, files, dest, label, commit)
     meter = _ProgressLine()
     cancel = CancelToken()
-    outcome: dict = {}
-    finished = threading.Event()
-
-    def work():
-        try:
-            outcome["paths"] = run_recorded(store, record, token=token or False, progress=meter.show, cancel=cancel)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    # The download runs on a thread of its own so that Ctrl-C (which only the main thread sees) becomes
-    # a cancel: the partial file is flushed and closed, then kept for the next run. (Waiting on an Event,
-    # not Thread.join: a join interrupted by Ctrl-C can leave the thread marked as stopped on CPython 3.11.)
-    threading.Thread(target=work, name="download", daemon=True).start()
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        cancel.cancel()
-        finished.wait()
+    # Ctrl-C becomes a cancel: the partial file is flushed and closed, then kept for the next run.
+    paths, error = run_cancellable(
+        lambda: run_recorded(store, record, token=token or False, progress=meter.show, cancel=cancel),
+        cancel, "download")
     meter.end()
     if store is not None:
         store.close()
-    error = outcome.get("error")
     total = sum(f.size for f in files)
     if isinstance(error, Cancelled) or cancel.cancelled:
         kept = _bytes_on_disk(args, files, dest)
@@ -93,7 +76,6 @@ def cmd_download(args) -> int:
         return EXIT_INTERRUPTED
     if error is not None:
         raise error
-    paths = outcome["paths"]
     commit = commit or _commit_of(paths, dest)
     if args.json:
         print(json.dumps({"repo_id": args.repo, "revision": args.revision, "commit": commit,

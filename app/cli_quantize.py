@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import threading
 import time
+
+from app.cli import run_cancellable
 
 TTY_EVERY_S = 0.2
 LOG_EVERY_S = 5.0
@@ -102,8 +103,6 @@ def _run(args, src, checked) -> int:
 
     line = _ProgressLine()
     cancel = CancelToken()
-    outcome: dict = {}
-    finished = threading.Event()
     items = [quantize.QueueItem(plan.qtype, out) for plan, out in checked]
 
     def on_result(result) -> None:
@@ -112,33 +111,18 @@ def _run(args, src, checked) -> int:
             print(f"{result.qtype}: {format_size(result.real_bytes)} (expected {format_size(result.expected_bytes)}) "
                   f"in {result.seconds:.1f} s -> {readable(str(result.out_path))}", file=sys.stderr)
 
-    def work():
-        try:
-            outcome["results"] = quantize.quantize_queue(
-                src, items, requantize=args.requantize, overwrite=args.overwrite, threads=args.threads or 0,
-                progress=line.show, cancel=cancel, on_result=on_result)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    # On its own thread so that Ctrl-C (seen only by the main thread) becomes a cancel: the child is
-    # killed and its partial file removed before we exit.
-    threading.Thread(target=work, name="quantize", daemon=True).start()
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        cancel.cancel()
-        finished.wait()
+    # Ctrl-C becomes a cancel: the child is killed and its partial file removed before we exit.
+    results, error = run_cancellable(
+        lambda: quantize.quantize_queue(src, items, requantize=args.requantize, overwrite=args.overwrite,
+                                        threads=args.threads or 0, progress=line.show, cancel=cancel,
+                                        on_result=on_result),
+        cancel, "quantize")
     line.end()
-    error = outcome.get("error")
     if isinstance(error, Cancelled) or cancel.cancelled:
         print("interrupted: the unfinished output was removed.", file=sys.stderr)
         return EXIT_INTERRUPTED
     if error is not None:
         raise error
-    results = outcome["results"]
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
