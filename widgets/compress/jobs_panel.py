@@ -10,10 +10,11 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
-                               QScrollArea, QVBoxLayout, QWidget)
+                               QVBoxLayout, QWidget)
 
 from runtime.jobs import RateMeter, format_duration
 from runtime.models.gguf_info import format_size
+from widgets.common.row_list import RowList
 from widgets.workers import error_text
 
 STATUS_TEXT = {"queued": "Waiting", "running": "Running", "done": "Done", "failed": "Failed",
@@ -170,33 +171,16 @@ class JobItem(QFrame):
             self.panel.sig_open_requested.emit(action, self._job.result_path)
 
 
-class JobsPanel(QWidget):
+class JobsPanel(RowList):
     """A titled, scrollable list of JobItems."""
 
     sig_open_requested = Signal(str, str)
 
     def __init__(self, controller, parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__("Jobs", parent)
         self.controller = controller
         self.items: dict[int, JobItem] = {}
         self._pending: list[int] = []        # jobs whose rows are not made yet
-        self.summary = QLabel()
-        self._list = QWidget()
-        self._rows = QVBoxLayout(self._list)
-        self._rows.setContentsMargins(0, 0, 0, 0)
-        self._rows.setSpacing(0)
-        self._rows.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self._list)
-        top = QHBoxLayout()
-        top.addWidget(QLabel("<b>Jobs</b>"))
-        top.addWidget(self.summary, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
-        layout.addWidget(scroll, 1)
         self._clock = QTimer(self)          # elapsed time keeps counting between progress updates
         self._clock.setInterval(1000)
         self._clock.timeout.connect(self._tick)
@@ -237,7 +221,7 @@ class JobsPanel(QWidget):
             return
         item = JobItem(job, self.controller, self)
         self.items[job_id] = item
-        self._rows.insertWidget(self._rows.count() - 1, item)
+        self.add_row(item)
 
     def _on_changed(self, job) -> None:
         item = self.items.get(job.id)
@@ -260,7 +244,7 @@ class JobsPanel(QWidget):
             self._pending.remove(job_id)
         item = self.items.pop(job_id, None)
         if item is not None:
-            self._rows.removeWidget(item)
+            self.remove_row(item)
             item.deleteLater()
         self._update_summary()
 

@@ -6,10 +6,10 @@ It only shows a ``DownloadController``'s records and calls its methods; finished
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from runtime.models.gguf_info import format_size
+from widgets.common.row_list import RowList
 
 STATUS_TEXT = {"queued": "Waiting", "running": "Downloading", "paused": "Paused", "failed": "Failed",
                "done": "Done", "cancelled": "Cancelled"}
@@ -121,33 +121,15 @@ class DownloadItem(QFrame):
         self.panel.sig_open_requested.emit(action, str(first if self._kind() == "gguf" else first.parent))
 
 
-class DownloadsPanel(QWidget):
+class DownloadsPanel(RowList):
     """A titled, scrollable list of DownloadItems; hidden while there is nothing to show."""
 
     sig_open_requested = Signal(str, str)
 
     def __init__(self, controller, parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__("Downloads", parent)
         self.controller = controller
         self.items: dict[int, DownloadItem] = {}
-        self.heading = QLabel("<b>Downloads</b>")
-        self.summary = QLabel()
-        self._list = QWidget()
-        self._rows = QVBoxLayout(self._list)
-        self._rows.setContentsMargins(0, 0, 0, 0)
-        self._rows.setSpacing(0)
-        self._rows.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(self._list)
-        top = QHBoxLayout()
-        top.addWidget(self.heading)
-        top.addWidget(self.summary, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
-        layout.addWidget(scroll, 1)
         controller.sig_added.connect(self._on_added)
         controller.sig_changed.connect(self._on_changed)
         controller.sig_progress.connect(self._on_progress)
@@ -164,7 +146,7 @@ class DownloadsPanel(QWidget):
             return
         item = DownloadItem(record, self.controller, self)
         self.items[record.id] = item
-        self._rows.insertWidget(self._rows.count() - 1, item)
+        self.add_row(item)
         self._update_summary()
 
     def _on_changed(self, record) -> None:
@@ -181,7 +163,7 @@ class DownloadsPanel(QWidget):
     def _on_removed(self, download_id: int) -> None:
         item = self.items.pop(download_id, None)
         if item is not None:
-            self._rows.removeWidget(item)
+            self.remove_row(item)
             item.deleteLater()
         self._update_summary()
 
