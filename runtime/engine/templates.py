@@ -56,6 +56,8 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
+MEMORY_CHECK_S = 0.001  # how often a render's current memory is read (psutil: ~12 us a read)
+
 try:
     import resource
 
@@ -63,10 +65,17 @@ try:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
 except ImportError:  # Windows: no getrusage; psutil's peak working set is the same figure
+    def _peak_rss_bytes() -> int:
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset
+
+
+def _rss_bytes() -> int:
+    """This process's resident memory now."""
     import psutil
 
-    def _peak_rss_bytes() -> int:
-        return psutil.Process().memory_info().peak_wset
+    return int(psutil.Process().memory_info().rss)
 
 
 class _Guard:
@@ -75,12 +84,23 @@ class _Guard:
     def __init__(self, limits: RenderLimits) -> None:
         self.limits = limits
         self.deadline = time.monotonic() + limits.seconds
-        self.rss_limit = _peak_rss_bytes() + MAX_RENDER_GROWTH_BYTES
+        # The bound counts from the memory in use now. The peak (cheap to read, and it sees the
+        # transient copies inside one line) counts only above the peak so far: an earlier, higher
+        # peak (a model loaded and freed) would otherwise hide growth up to it, which the current
+        # figure, read every MEMORY_CHECK_S, catches.
+        self.rss_limit = _rss_bytes() + MAX_RENDER_GROWTH_BYTES
+        self.peak_limit = max(self.rss_limit, _peak_rss_bytes())
+        self._memory_read_at = time.monotonic()
 
     def check(self) -> None:
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now > self.deadline:
             raise _OverBound(f"it took longer than {self.limits.seconds:g} s")
-        if _peak_rss_bytes() > self.rss_limit:
+        over = _peak_rss_bytes() > self.peak_limit
+        if not over and now - self._memory_read_at >= MEMORY_CHECK_S:
+            self._memory_read_at = now
+            over = _rss_bytes() > self.rss_limit
+        if over:
             raise _OverBound(f"it used more than {MAX_RENDER_GROWTH_BYTES >> 20} MiB of memory")
         if self.limits.stop():
             raise RenderStopped()

@@ -100,3 +100,37 @@ def test_bounds_leave_real_templates_alone():
     conversation = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hello " * 50} for i in range(40)]
     text = render_chat(CHATML, conversation, limits=TIGHT)
     assert text.count("<|im_start|>") == 41
+
+
+def test_an_earlier_higher_peak_does_not_hide_a_render_that_grows():
+    """The bound counts from the memory in use when the render starts, not from the process's peak:
+    after 700 MiB were used and freed (a model loaded and gone, say), a growing template is still
+    stopped soon after it passes 256 MiB (one doubling of its string can overshoot), well before it
+    reaches the old peak plus 256 MiB, where a bound counted from the peak would stop it."""
+    import threading
+
+    import psutil
+
+    block = bytearray(700 << 20)
+    block[::4096] = b"\x01" * len(range(0, len(block), 4096))  # touch every page: really resident
+    del block
+    me = psutil.Process()
+    start = me.memory_info().rss
+    highest = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            highest[0] = max(highest[0], me.memory_info().rss)
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with pytest.raises(TemplateError, match="MiB of memory"):
+            render_chat("{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+                        "{% endfor %}{{ ns.s|length }}", USER, limits=RenderLimits(seconds=30.0, max_chars=1 << 20))
+    finally:
+        done.set()
+        sampler.join()
+    assert highest[0] - start < 0.9 * ((700 << 20) + MAX_RENDER_GROWTH_BYTES)
