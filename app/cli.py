@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import time
 
 from runtime.errors import Cancelled, WorkbenchError
 
@@ -175,6 +177,46 @@ def _add_info(sub) -> None:
                         "context, or the model's own if smaller)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
+
+
+class ProgressLine:
+    """Progress on stderr: one line redrawn in place on a terminal (every ``TTY_EVERY_S``), a line
+    every ``LOG_EVERY_S`` when stderr is a file or a pipe; the last update always shows.
+
+    ``describe(done, total, message)`` makes the text; by default "42.0%  message".
+    """
+
+    TTY_EVERY_S = 0.2
+    LOG_EVERY_S = 5.0
+
+    def __init__(self, describe=None):
+        self.describe = describe or (lambda done, total, message:
+                                     f"{100 * done / total:5.1f}%  {message}" if total else message)
+        self.tty = sys.stderr.isatty()
+        self.every = self.TTY_EVERY_S if self.tty else self.LOG_EVERY_S
+        self.last = 0.0
+        self.drawn = False
+
+    def show(self, done, total, message) -> None:
+        text = self.describe(done, total, message)  # always: a describe may measure as it goes
+        now = time.monotonic()
+        if now - self.last < self.every and not (total and done >= total):
+            return
+        self.last = now
+        if self.tty:
+            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+            sys.stderr.write("\r" + text[:width].ljust(width))
+            self.drawn = True
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        """Finish the redrawn line, so what follows starts on a line of its own."""
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.drawn = False
 
 
 def run_cancellable(work, cancel, name: str = "work"):

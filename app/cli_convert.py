@@ -8,15 +8,12 @@ Ctrl-C stops and removes the partial file (exit 130). Quantize the result with `
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from app.cli import run_cancellable
+from app.cli import ProgressLine, run_cancellable
 
-TTY_EVERY_S = 0.2
-LOG_EVERY_S = 5.0
 EXIT_INTERRUPTED = 130
 TYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -38,6 +35,24 @@ def add_convert_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: path, type, bytes, seconds and what was converted")
     p.set_defaults(func=cmd_convert)
+
+
+def _tensor_progress():
+    """The progress text of a conversion: percent, tensor N of M, what it writes, tensors per second."""
+    from runtime.jobs import RateMeter
+
+    meter = RateMeter()
+
+    def describe(done, total, message) -> str:
+        if not total:
+            return message
+        meter.update(done, total)
+        text = f"{100 * done / total:5.1f}%  tensor {int(done)}/{int(total)}  {message}"
+        if meter.rate is not None and done < total:
+            text += f"  ({meter.text(lambda v: f'{v:.1f} tensors')})"
+        return text
+
+    return describe
 
 
 def cmd_convert(args) -> int:
@@ -70,7 +85,7 @@ def _run(args, folder: Path, out: Path, plan) -> int:
     from runtime.models.gguf_info import format_size
     from runtime.models.library import readable
 
-    line = _ProgressLine()
+    line = ProgressLine(_tensor_progress())
     cancel = CancelToken()
     started = time.monotonic()
     # Ctrl-C becomes a cancel: the converter removes its partial file before we exit.
@@ -99,38 +114,3 @@ def _run(args, folder: Path, out: Path, plan) -> int:
     return 0
 
 
-class _ProgressLine:
-    """One line on stderr: redrawn in place on a terminal, printed every few seconds otherwise."""
-
-    def __init__(self):
-        from runtime.jobs import RateMeter
-
-        self.tty = sys.stderr.isatty()
-        self.every = TTY_EVERY_S if self.tty else LOG_EVERY_S
-        self.meter = RateMeter()
-        self.last = 0.0
-        self.drawn = False
-
-    def show(self, done, total, message) -> None:
-        if total:
-            self.meter.update(done, total)
-        now = time.monotonic()
-        if now - self.last < self.every and not (total and done >= total):
-            return
-        self.last = now
-        text = f"{100 * done / total:5.1f}%  tensor {int(done)}/{int(total)}  {message}" if total else message
-        if total and self.meter.rate is not None and done < total:
-            text += f"  ({self.meter.text(lambda v: f'{v:.1f} tensors')})"
-        if self.tty:
-            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
-            sys.stderr.write("\r" + text[:width].ljust(width))
-            self.drawn = True
-        else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self.drawn = False

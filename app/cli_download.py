@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
-import time
 from pathlib import Path
 
-from app.cli import run_cancellable
+from app.cli import ProgressLine, run_cancellable
 
 STORE_BUSY_TIMEOUT_S = 2.0   # the store is a record of the download, never a reason to stop it
-TTY_EVERY_S = 0.2            # how often the progress line is redrawn on a terminal
-LOG_EVERY_S = 5.0            # ... and how often a line is printed when stderr is a file or a pipe
 EXIT_INTERRUPTED = 130
 SPLIT_PART = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
@@ -60,7 +56,7 @@ def cmd_download(args) -> int:
                              repo_id=args.repo) from None
         files, commit, label = _cached_files(args, dest), None, ""
     store, record = _record(args, files, dest, label, commit)
-    meter = _ProgressLine()
+    meter = ProgressLine()
     cancel = CancelToken()
     # Ctrl-C becomes a cancel: the partial file is flushed and closed, then kept for the next run.
     paths, error = run_cancellable(
@@ -229,36 +225,6 @@ def _record(args, files, dest, label, commit):
 
 
 # -- progress on stderr ---------------------------------------------------------------------------
-
-class _ProgressLine:
-    """One line on stderr that is redrawn in place on a terminal, or printed now and then otherwise."""
-
-    def __init__(self):
-        self.tty = sys.stderr.isatty()
-        self.every = TTY_EVERY_S if self.tty else LOG_EVERY_S
-        self.last = 0.0
-        self.drawn = False
-        self.text = ""
-
-    def show(self, done, total, message) -> None:
-        now = time.monotonic()
-        self.text = f"{100 * done / total:5.1f}%  {message}" if total else message
-        if now - self.last < self.every and done < total:
-            return
-        self.last = now
-        if self.tty:
-            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
-            sys.stderr.write("\r" + self.text[:width].ljust(width))
-            self.drawn = True
-        else:
-            sys.stderr.write(self.text + "\n")
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
 
 def _fmt(n) -> str:
     from runtime.models.gguf_info import format_size

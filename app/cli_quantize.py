@@ -10,14 +10,10 @@ running target (its partial file is removed; exit 130).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import time
 
-from app.cli import run_cancellable
+from app.cli import ProgressLine, run_cancellable
 
-TTY_EVERY_S = 0.2
-LOG_EVERY_S = 5.0
 EXIT_INTERRUPTED = 130
 
 
@@ -101,7 +97,7 @@ def _run(args, src, checked) -> int:
     from runtime.models.gguf_info import format_size
     from runtime.models.library import readable
 
-    line = _ProgressLine()
+    line = ProgressLine()
     cancel = CancelToken()
     items = [quantize.QueueItem(plan.qtype, out) for plan, out in checked]
 
@@ -153,31 +149,3 @@ def _print_types() -> int:
     return 0
 
 
-class _ProgressLine:
-    """One line on stderr, redrawn in place on a terminal, printed every few seconds otherwise."""
-
-    def __init__(self):
-        self.tty = sys.stderr.isatty()
-        self.every = TTY_EVERY_S if self.tty else LOG_EVERY_S
-        self.last = 0.0
-        self.drawn = False
-
-    def show(self, done, total, message) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every and done < total:
-            return
-        self.last = now
-        text = f"{100 * done / total:5.1f}%  {message}" if total else message
-        if self.tty:
-            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
-            sys.stderr.write("\r" + text[:width].ljust(width))
-            self.drawn = True
-        else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self.drawn = False
