@@ -56,6 +56,17 @@ def store(workbench_home):
 
 
 @pytest.fixture
+def window(qtbot):
+    """The main window on the test's folders, without loading a model on start."""
+    from app.main_window import MainWindow
+
+    win = MainWindow(auto_load=False)
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+@pytest.fixture
 def chat_tab(qtbot, store):
     """A ChatTab on the test's own database; shut down (threads joined, engine stopped) at the end."""
     from widgets.chat.tab import ChatTab

@@ -8,14 +8,6 @@ from app.main_window import TAB_NAMES, MainWindow
 from app.settings import AppSettings
 
 
-@pytest.fixture
-def window(qtbot):
-    win = MainWindow(auto_load=False)
-    qtbot.addWidget(win)
-    win.show()
-    return win
-
-
 def test_four_tabs(window):
     names = [window.tabs.tabText(i) for i in range(window.tabs.count())]
     assert names == list(TAB_NAMES) == ["Models", "Compress", "Chat", "Benchmark"]

@@ -2,20 +2,9 @@
 the next steps (Chat, Benchmark) go to their tabs."""
 from __future__ import annotations
 
-import pytest
 
 from runtime import paths
 from tests.widgets.compress.conftest import wait_jobs
-
-
-@pytest.fixture
-def window(qtbot):
-    from app.main_window import MainWindow
-
-    win = MainWindow(auto_load=False)
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def test_a_result_lands_in_the_library_grouped_with_its_source(qtbot, window, starter_model):

@@ -26,12 +26,8 @@ def variant(folder: Path, name: str, quant: str) -> Path:
 
 
 @pytest.fixture
-def tab(qtbot, store):
-    widget = ModelsTab(store)
-    qtbot.addWidget(widget, before_close_func=lambda w: w.shutdown())
-    widget.resize(1200, 700)
-    widget.show()
-    return widget
+def tab(models_tab):
+    return models_tab
 
 
 def scan(qtbot, tab) -> list:
@@ -134,16 +130,6 @@ def test_asking_nothing_adds_nothing(qtbot, tab, tmp_path):
     tab.add_files([str(model)])
     qtbot.waitUntil(lambda: bool(asked) and not tab.actions.busy, timeout=30_000)
     assert load_references() == []
-
-
-@pytest.fixture
-def window(qtbot):
-    from app.main_window import MainWindow
-
-    win = MainWindow(auto_load=False)
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def drop(window, files: list[Path]) -> None:
