@@ -166,3 +166,19 @@ def test_header_agrees_with_the_gguf_package_reader(tmp_path, n_vocab):
     assert ours[0]["tokenizer.ggml.tokens"] == n_vocab
     assert ours[1] == theirs[1]
     assert ours[2] == theirs[2]
+
+
+@pytest.mark.parametrize("cut", [20_000, 300_000, 700_000, 1_100_000])
+def test_a_cut_inside_the_vocabulary_lists(starter_model, tmp_path, cut):
+    """The token and merge lists (tens of thousands of strings) are stepped over in a fast loop:
+    cut inside them, a file reads as damaged and a fetched prefix asks for more bytes."""
+    from runtime.models.gguf_info import HeaderIncomplete, read_gguf_header_prefix
+
+    data = starter_model.read_bytes()[:cut]
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(data)
+    message = _error_for(truncated).message
+    assert "past the end of the file" in message or "more than the file can hold" in message
+    with pytest.raises(HeaderIncomplete) as more:
+        read_gguf_header_prefix(data, starter_model.stat().st_size, starter_model.name)
+    assert cut < more.value.needed <= cut + 8 + 1024
