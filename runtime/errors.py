@@ -204,6 +204,14 @@ class QuantizeError(WorkbenchError, RuntimeError):
     default_hint = "Choose another target type, or check that the source GGUF is complete."
 
 
+class BenchError(WorkbenchError, RuntimeError):
+    """A benchmark that cannot run or cannot compare: a text too short for the context, variants
+    whose vocabularies differ, a reference that does not match the text. Nothing half-done is stored."""
+    kind = "bench"
+
+    default_hint = "Check the chosen models, text and options, then run the benchmark again."
+
+
 def error_class_for(kind: str | None, default: type[WorkbenchError]) -> type[WorkbenchError]:
     """The WorkbenchError class named by ``kind`` (see each class's ``kind``), else ``default``."""
     pending = [WorkbenchError]
