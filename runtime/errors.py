@@ -212,6 +212,13 @@ class BenchError(WorkbenchError, RuntimeError):
     default_hint = "Check the chosen models, text and options, then run the benchmark again."
 
 
+class ExportError(WorkbenchError, OSError):
+    """A chart or figures file could not be written; nothing (no half file) is left at the path."""
+    kind = "export"
+
+    default_hint = "Choose a folder you can write to (and with free space), then export again."
+
+
 def error_class_for(kind: str | None, default: type[WorkbenchError]) -> type[WorkbenchError]:
     """The WorkbenchError class named by ``kind`` (see each class's ``kind``), else ``default``."""
     pending = [WorkbenchError]

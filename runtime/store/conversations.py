@@ -108,6 +108,37 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX downloads_by_status ON downloads (status, updated_at);
     """,
+    # 6: benchmark runs and one complete row per model file (see runtime/store/bench_runs.py)
+    """
+    CREATE TABLE bench_runs (
+        id             INTEGER PRIMARY KEY,
+        started_at     REAL NOT NULL,
+        finished_at    REAL,
+        machine_json   TEXT NOT NULL DEFAULT '{}',
+        options_json   TEXT NOT NULL DEFAULT '{}',
+        text_name      TEXT,
+        reference_path TEXT
+    );
+    CREATE INDEX bench_runs_by_start ON bench_runs (started_at);
+    CREATE TABLE bench_results (
+        id           INTEGER PRIMARY KEY,
+        run_id       INTEGER NOT NULL REFERENCES bench_runs (id) ON DELETE CASCADE,
+        position     INTEGER NOT NULL,
+        path         TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        group_key    TEXT NOT NULL,
+        quant        TEXT,
+        size_bytes   INTEGER NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'skipped')),
+        error        TEXT,
+        speed_json   TEXT,
+        quality_json TEXT,
+        CHECK (status = 'ok' OR (error IS NOT NULL AND error != '')),
+        CHECK (status != 'ok' OR speed_json IS NOT NULL OR quality_json IS NOT NULL),
+        UNIQUE (run_id, position)
+    );
+    CREATE INDEX bench_results_by_group ON bench_results (group_key, run_id);
+    """,
 ]
 
 SEARCH_MIN_CHARS = 3            # the trigram index needs three characters; shorter searches scan
