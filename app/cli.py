@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_convert import add_convert_parser
 
     add_convert_parser(sub)
+    from app.cli_bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ from app.settings import AppSettings
 from runtime.errors import StoreError
 from widgets import workers
 from widgets.chat.tab import ChatTab
-from widgets.common.coming_soon import BENCHMARK_PLAN, ComingSoonPage
+from widgets.bench.tab import BenchmarkTab
 from widgets.compress.tab import CompressTab
 from widgets.models.tab import ModelsTab
 from widgets.workers import Worker
@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         self.models_tab = ModelsTab(store)
         self.compress_tab = CompressTab(store)
         self.chat_tab = ChatTab(store)
-        self.benchmark_tab = ComingSoonPage("Benchmark", BENCHMARK_PLAN)
+        self.benchmark_tab = BenchmarkTab(store)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for name, widget in zip(TAB_NAMES, (self.models_tab, self.compress_tab, self.chat_tab,
@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
     def _on_library_loaded(self, rows: list) -> None:
         self.chat_tab.set_library(rows, prefer=self.settings.last_model())
         self.compress_tab.set_library(rows)
+        self.benchmark_tab.set_library(rows)
         if self._auto_load:
             self._auto_load = False
             self.chat_tab.load_preferred_model()
@@ -171,7 +172,7 @@ class MainWindow(QMainWindow):
 
     def open_model_in(self, action: str, path: str) -> bool:
         """"Chat with it" (switch to Chat and load it), "Compress it" (the Compress tab reads it as its
-        source), "Benchmark it" (switch there; that tab is not built yet and shows the request)."""
+        source), "Benchmark it" (the Benchmark tab shows that model's variants, ticked)."""
         if action == "chat":
             self.tabs.setCurrentWidget(self.chat_tab)
             session = self.chat_tab.session
@@ -227,6 +228,7 @@ class MainWindow(QMainWindow):
             self.save_state()
             self.chat_tab.shutdown()
             self.compress_tab.shutdown()
+            self.benchmark_tab.shutdown()
             self.models_tab.shutdown()
             if self._version_worker is not None:
                 self._version_worker.wait()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build llama.cpp's own `llama-bench` and `llama-quantize` from the llama.cpp vendored in the *installed*
+# Build llama.cpp's own tools (llama-bench, llama-quantize, llama-perplexity) from the llama.cpp vendored in the *installed*
 # llama-cpp-python's source distribution, so the app's speed is compared with the very same llama.cpp.
-# Output: benchmarks/_build/llama-bench and llama-quantize (ignored by git). A few minutes on 2 cores.
+# Output: benchmarks/_build/<tool> (ignored by git). A few minutes on 2 cores.
 # Arguments: the targets to build (default: llama-bench llama-quantize).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,7 +10,10 @@ PY="$(cd .. && pwd)/.venv/bin/python"; PY="${PYTHON_FOR_BENCH:-$PY}"
 VERSION=$("$PY" -c "import llama_cpp; print(llama_cpp.__version__)")
 mkdir -p _build
 cd _build
-if [ ! -d "llama_cpp_python-$VERSION" ]; then
+KEPT="$(cd ../.. && pwd)/.venv/llama-cpp-sdist/llama_cpp_python-$VERSION"   # kept by scripts/setup.sh
+if [ ! -d "llama_cpp_python-$VERSION" ] && [ -d "$KEPT" ]; then
+    ln -s "$KEPT" "llama_cpp_python-$VERSION"
+elif [ ! -d "llama_cpp_python-$VERSION" ]; then
     "$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d .
     tar xzf "llama_cpp_python-$VERSION.tar.gz"
 fi

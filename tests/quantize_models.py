@@ -146,3 +146,13 @@ def reference_quantize(src: Path, out: Path, qtype: str) -> Path:
 
 
 _QUIET = None  # the log callback must outlive every call into llama.cpp
+
+
+def tiny_variants(folder: Path, qtypes=("Q8_0", "Q4_0")) -> dict[str, Path]:
+    """{"F16": path, "Q8_0": path, ...}: one tiny random F16 llama and its quantizations by llama.cpp."""
+    f16 = cached_tiny_llama(folder)
+    variants = {"F16": f16}
+    for qtype in qtypes:
+        out = Path(folder) / f"tiny-{qtype}.gguf"
+        variants[qtype] = out if out.exists() else reference_quantize(f16, out, qtype)
+    return variants

@@ -1,4 +1,4 @@
-"""The main window: four tabs, honest placeholder tabs, library and version shown, state kept."""
+"""The main window: four tabs, library and version shown, state kept."""
 from __future__ import annotations
 
 import pytest
@@ -13,12 +13,11 @@ def test_four_tabs(window):
     assert names == list(TAB_NAMES) == ["Models", "Compress", "Chat", "Benchmark"]
 
 
-def test_the_placeholder_tab_says_so_and_has_no_buttons(window):
-    page = window.benchmark_tab
-    assert page.findChildren(QAbstractButton) == []
-    text = " ".join(label.text() for label in page.findChildren(type(window.version_label)))
-    assert "Not built yet" in text
-    assert page.plan and all(line in text for line in page.plan)
+def test_the_benchmark_tab_is_built(window):
+    from widgets.bench.tab import BenchmarkTab
+
+    assert isinstance(window.benchmark_tab, BenchmarkTab)
+    assert not window.benchmark_tab.run_button.isEnabled()      # nothing chosen yet
 
 
 def test_the_compress_tab_is_built_and_picks_from_the_library(qtbot, window, starter_model):

@@ -34,7 +34,7 @@ def test_a_result_lands_in_the_library_grouped_with_its_source(qtbot, window, st
     item.bench_button.click()
     assert window.tabs.currentWidget() is window.benchmark_tab
     assert window.model_requests["benchmark"] == str(out)
-    assert str(out) in window.benchmark_tab.request_label.text()
+    assert window.benchmark_tab.picker.chosen_paths() == [str(out), str(starter_model)]
 
 
 def test_chat_with_a_result_loads_it_in_the_chat_tab(qtbot, window, starter_model):

@@ -246,12 +246,14 @@ def test_show_models_folder_creates_it(qtbot, tab):
 
 
 def test_a_benchmark_request_reaches_its_tab(qtbot, window, starter_model):
-    """(Compress is a real tab now: tests/widgets/test_main_window.py follows "Compress it" there.)"""
+    """"Benchmark it" shows the model's group in the Benchmark tab, ticked and ready to run."""
     page = window.benchmark_tab
+    with qtbot.waitSignal(window.models_tab.sig_library_loaded, timeout=60_000):
+        window.models_tab.refresh()
     assert window.open_model_in("benchmark", str(starter_model))
     assert window.tabs.currentWidget() is page
     assert window.model_requests["benchmark"] == str(starter_model)
-    assert str(starter_model) in page.request_label.text() and page.request_label.isVisibleTo(page)
+    assert page.picker.chosen_paths() == [str(starter_model)] and page.run_button.isEnabled()
 
 
 def test_double_click_chats_with_the_model(qtbot, window, starter_model):

@@ -1,0 +1,177 @@
+"""What to benchmark: a model group from the library (its variants, ticked), or any files, and the
+quality reference (by default the highest-precision variant).
+
+The groups come from ``runtime.models.grouping.group_entries`` over the library's rows, so the
+variants made in the Compress tab sit with their source. "Add files…" adds GGUF files from anywhere
+to the list of the group shown.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QPushButton, QVBoxLayout, QWidget)
+
+from runtime.models.gguf_info import format_size
+
+OTHER_FILES = "Files you chose"
+
+
+def ask_files(parent, title: str) -> list[str]:
+    files, _ = QFileDialog.getOpenFileNames(parent, title, "", "GGUF models (*.gguf);;All files (*)")
+    return list(files)
+
+
+class VariantPicker(QWidget):
+    """Group combo, the group's files with check boxes, Add files…, and the reference combo."""
+
+    sig_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.choose_files = ask_files
+        self.groups = QComboBox()
+        self.groups.setToolTip("The variants of one model in your library (the files made from it in the "
+                               "Compress tab are grouped with it).")
+        self.files = QListWidget()
+        self.files.setMaximumHeight(130)
+        self.add_button = QPushButton("Add files…")
+        self.add_button.setToolTip("Compare GGUF files from anywhere, too.")
+        self.reference = QComboBox()
+        self.reference.setToolTip("Quality is measured against this variant: its own next-word "
+                                  "probabilities are the yardstick (KL divergence 0, agreement 100%).")
+        self._groups: dict[str, list] = {}   # group name -> [(path, label, tooltip)]
+        self._added: list[str] = []
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Model:"))
+        row.addWidget(self.groups, 1)
+        row.addWidget(self.add_button)
+        ref = QHBoxLayout()
+        ref.addWidget(QLabel("Quality reference:"))
+        ref.addWidget(self.reference, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.files)
+        layout.addLayout(ref)
+        self.groups.currentIndexChanged.connect(self._show_group)
+        self.files.itemChanged.connect(self._on_ticked)
+        self.reference.currentIndexChanged.connect(lambda _i: self.sig_changed.emit())
+        self.add_button.clicked.connect(self._add_clicked)
+
+    # -- the library ------------------------------------------------------------------------------
+
+    def set_library(self, rows: list) -> None:
+        """The Models tab's library rows; keeps the group shown when it still exists."""
+        from runtime.models.grouping import entry_quant, group_entries
+
+        entries = [r.entry for r in rows if getattr(r.entry, "info", None) is not None]
+        groups: dict[str, list] = {}
+        for group in group_entries(entries):
+            name = group.name if group.name not in groups else f"{group.name} ({len(groups) + 1})"
+            groups[name] = [(str(e.path), _label(e.name, entry_quant(e), e.size_bytes), str(e.path))
+                            for e in group.entries]
+        if self._added:
+            groups[OTHER_FILES] = [(p, _label(Path(p).name, None, _size(p)), p) for p in self._added]
+        current = self.groups.currentData()
+        self._groups = groups
+        self.groups.blockSignals(True)
+        self.groups.clear()
+        for name, files in groups.items():
+            self.groups.addItem(f"{name} ({len(files)} file{'s' if len(files) != 1 else ''})", name)
+        self.groups.setCurrentIndex(max(self.groups.findData(current), 0))
+        self.groups.blockSignals(False)
+        self._show_group()
+
+    def select_path(self, path: str) -> bool:
+        """Show the group holding ``path`` with all its files ticked ("Benchmark it"); adds the file
+        under "Files you chose" when the library does not know it. True when shown."""
+        path = str(path)
+        for name, files in self._groups.items():
+            if any(p == path for p, _l, _t in files):
+                self.groups.setCurrentIndex(self.groups.findData(name))
+                self._show_group()
+                return True
+        self.add_paths([path])
+        return True
+
+    def add_paths(self, paths: list[str]) -> None:
+        """Add files to "Files you chose" and show that list."""
+        for p in paths:
+            if p not in self._added:
+                self._added.append(str(p))
+        self._groups[OTHER_FILES] = [(p, _label(Path(p).name, None, _size(p)), p) for p in self._added]
+        if self.groups.findData(OTHER_FILES) < 0:
+            self.groups.addItem(OTHER_FILES, OTHER_FILES)
+        self.groups.setItemText(self.groups.findData(OTHER_FILES), f"{OTHER_FILES} ({len(self._added)})")
+        self.groups.setCurrentIndex(self.groups.findData(OTHER_FILES))
+        self._show_group()
+
+    def _add_clicked(self) -> None:
+        files = self.choose_files(self, "Choose GGUF files to benchmark")
+        if files:
+            self.add_paths(files)
+
+    # -- what is chosen ---------------------------------------------------------------------------
+
+    def _show_group(self) -> None:
+        name = self.groups.currentData()
+        self.files.blockSignals(True)
+        self.files.clear()
+        for path, label, tip in self._groups.get(name, []):
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, path)
+            item.setToolTip(tip)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            self.files.addItem(item)
+        self.files.blockSignals(False)
+        self._on_ticked()
+
+    def _on_ticked(self, _item=None) -> None:
+        chosen = self.chosen_paths()
+        wanted = self.reference.currentData()
+        self.reference.blockSignals(True)
+        self.reference.clear()
+        self.reference.addItem("The highest-precision variant", None)
+        for i in range(self.files.count()):
+            item = self.files.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) in chosen:
+                self.reference.addItem(item.text(), item.data(Qt.ItemDataRole.UserRole))
+        self.reference.setCurrentIndex(max(self.reference.findData(wanted), 0) if wanted else 0)
+        self.reference.blockSignals(False)
+        self.sig_changed.emit()
+
+    def chosen_paths(self) -> list[str]:
+        """The ticked files, in the group's order (highest precision first)."""
+        return [self.files.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.files.count())
+                if self.files.item(i).checkState() == Qt.CheckState.Checked]
+
+    def tick(self, paths: list[str]) -> None:
+        """Tick exactly ``paths`` among the files shown."""
+        wanted = {str(p) for p in paths}
+        for i in range(self.files.count()):
+            item = self.files.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in wanted
+                               else Qt.CheckState.Unchecked)
+
+    def reference_path(self) -> str | None:
+        """The chosen reference, or None: the highest-precision variant."""
+        return self.reference.currentData()
+
+
+def _label(name: str, quant: str | None, size: int | None) -> str:
+    parts = [name]
+    if quant:
+        parts.append(quant)
+    if size:
+        parts.append(format_size(size))
+    return " · ".join(parts)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
