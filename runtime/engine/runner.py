@@ -30,6 +30,7 @@ MAX_PIECE_BYTES = 256
 MAX_TOKEN_BYTES = 256
 TEMPLATE_SECONDS = 5.0
 STOP_POLL_S = 0.01  # how often a running prompt batch asks whether the client hung up
+_INSTALLED_LOG_CALLBACK = None  # the log callback llama.cpp holds (see _LogCapture)
 BROKEN_MODEL_HINT = "The file is damaged or was converted wrongly: download or convert the model again."
 
 
@@ -51,7 +52,11 @@ class _LogCapture:
         def _callback(level, text, _user_data):
             self.lines.append(text.decode("utf-8", "replace"))
 
-        self._callback = _callback  # keep a reference: ctypes must not free it
+        self._callback = _callback
+        global _INSTALLED_LOG_CALLBACK
+        # llama.cpp keeps calling the callback installed last, also after this runner is gone
+        # (another in-process user may load models later): it must never be freed while installed.
+        _INSTALLED_LOG_CALLBACK = _callback
         llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
 
     def text(self) -> str:

@@ -57,7 +57,7 @@ def _tokenize(model: Path, data: bytes) -> list[int]:
 
     if not _QUIET:  # the callback must outlive every later call into llama.cpp in this process
         _QUIET.append(llama_cpp.llama_log_callback(lambda level, text, data: None))
-        llama_cpp.llama_log_set(_QUIET[0], ctypes.c_void_p(0))
+    llama_cpp.llama_log_set(_QUIET[0], ctypes.c_void_p(0))  # another test's runner may have set its own
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
     handle = llama_cpp.llama_model_load_from_file(str(model).encode(), params)
