@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -37,42 +36,14 @@ from collections import deque
 import numpy as np
 
 from runtime.bench import reference as ref
+from runtime.child_io import emit, run_main, watch_parent
 from runtime.errors import BenchError, ModelFileError, UnsupportedArchitectureError, WorkbenchError
 
-EXIT_ERROR, EXIT_ORPHANED = 3, 4
 DEBUG_LEVEL = 1  # GGML_LOG_LEVEL_DEBUG
 BROKEN_HINT = "The file is damaged or was converted wrongly: download or convert the model again."
 
 
-def emit(event: str, **fields) -> None:
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
-
-
-_FINISHED = threading.Event()
-_OUT: list[str] = []  # the file to remove if the parent goes away first
-
-
-def _watch_stdin() -> None:
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    if not _FINISHED.is_set():
-        for path in _OUT:
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-    os._exit(EXIT_ORPHANED)
-
-
-def _exit_now(code: int) -> None:
-    """Leave without Python's slow shutdown after llama.cpp (every output is already closed)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+_FINISHED = threading.Event()  # set once the output is complete: from then on it is the parent's
 
 
 class Model:
@@ -351,21 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gpu-layers", type=int, default=-1)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; see quantize_child
-    if args.out:
-        _OUT.append(args.out)
-    threading.Thread(target=_watch_stdin, name="stdin-watch", daemon=True).start()
-    try:
-        figures = make_reference(args) if args.mode == "reference" else score(args)
-    except WorkbenchError as exc:
-        emit("error", **exc.to_payload())
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - anything else still reaches the parent as words
-        emit("error", **BenchError(f"The quality run failed: {type(exc).__name__}: {exc}"[:2000]).to_payload())
-        return EXIT_ERROR
+    watch_parent([args.out], _FINISHED)
+    figures = make_reference(args) if args.mode == "reference" else score(args)
     emit("done", **figures)
     return 0
 
 
 if __name__ == "__main__":
-    _exit_now(main())
+    run_main(main, BenchError, "The quality run")

@@ -37,45 +37,19 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from collections import deque
 
+from runtime.child_io import emit, run_main, watch_parent
 from runtime.errors import BenchError, ModelFileError, UnsupportedArchitectureError, WorkbenchError
 
-EXIT_ERROR, EXIT_ORPHANED = 3, 4
 MAX_PIECE_BYTES = 256
 # The chat prompt timed for TTFT: short, like a first question (a user message only: some templates
 # refuse a system message).
 TTFT_MESSAGES = [{"role": "user", "content": "In one sentence, what does a language model do?"}]
-
-
-def emit(event: str, **fields) -> None:
-    """Print one event line for the parent."""
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
-
-
-def _watch_stdin() -> None:
-    """Exit when the parent closes stdin or dies."""
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    os._exit(EXIT_ORPHANED)
-
-
-def _exit_now(code: int) -> None:
-    """Leave without Python's shutdown, which tears llama.cpp's buffers down one by one (slow)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 class _Log:
@@ -351,22 +325,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # Ctrl-C reaches the whole process group: the parent decides (it kills this process).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_stdin, name="stdin-watch", daemon=True).start()
-    try:
-        if argv == ["--machine"]:
-            machine()
-        else:
-            run(parse_args(argv))
-    except WorkbenchError as exc:
-        emit("error", **exc.to_payload())
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - anything else still reaches the parent as words
-        emit("error", **BenchError(f"The speed runner failed: {type(exc).__name__}: {exc}"[:2000]).to_payload())
-        return EXIT_ERROR
+    watch_parent()
+    if argv == ["--machine"]:
+        machine()
+    else:
+        run(parse_args(argv))
     return 0
 
 
 if __name__ == "__main__":
-    _exit_now(main())
+    run_main(main, BenchError, "The speed runner")

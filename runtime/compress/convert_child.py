@@ -18,19 +18,15 @@ two slices and removes its partial output itself.
 """
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
 
+from runtime.child_io import emit
+
 EXIT_ERROR, EXIT_CANCELLED = 3, 5
 MODULE = "runtime.compress.convert_child"
 STOP_GRACE_S = 10.0   # how long a cancelled conversion may take to stop and clean up before a kill
-
-
-def emit(event: str, **fields) -> None:
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,30 +22,20 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import re
-import signal
 import sys
 import threading
 import time
 from collections import deque
 
+from runtime.child_io import emit, run_main, watch_parent
 from runtime.errors import ModelFileError, QuantizeError
 
 _TENSOR_LINE = re.compile(r"^\[\s*(\d+)\s*/\s*(\d+)\]\s+(\S+)")
 _FAILED = re.compile(r"failed to quantize:\s*(.+)")
 # llama.cpp's words for a source whose tensor data is damaged (it checks every row before using it).
 _DAMAGED = ("invalid data", "not within the file bounds", "data is not within", "failed to read")
-EXIT_ERROR, EXIT_ORPHANED = 3, 4
-
-
-def emit(event: str, **fields) -> None:
-    """Print one event line for the parent."""
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
-
-
 class LogWatcher:
     """llama.cpp's log callback: copies the text to stderr, turns tensor lines into events."""
 
@@ -70,30 +60,7 @@ class LogWatcher:
                 self.failure = failed[1].strip()
 
 
-_FINISHED = threading.Event()
-
-
-def _watch_stdin(out_path: str) -> None:
-    """Exit (removing the partial output, unless it is complete) when the parent closes stdin or dies."""
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, ValueError):
-        pass
-    if not _FINISHED.is_set():
-        try:
-            os.remove(out_path)
-        except OSError:
-            pass
-    os._exit(EXIT_ORPHANED)
-
-
-def _exit_now(code: int) -> None:
-    """Leave without Python's shutdown, which takes about a second after llama.cpp has run (its
-    buffers and mappings are torn down one by one); the output file is already closed."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+_FINISHED = threading.Event()  # set once OUT is complete: from then on it is the parent's
 
 
 def load_bindings():
@@ -161,7 +128,7 @@ def quantize(src: str, out: str, ftype: int, *, requantize: bool, threads: int) 
             cls, hint = ModelFileError, "The source file is damaged: download or convert it again."
         raise cls(f"llama.cpp could not quantize {os.path.basename(src)}: {reason}", hint=hint,
                   path=src, details="\n".join(watcher.tail), llama_message=reason)
-    _FINISHED.set()  # from now on OUT is the parent's: the stdin watcher must not remove it
+    _FINISHED.set()
     emit("done", seconds=round(seconds, 4))
 
 
@@ -173,20 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requantize", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
-    # Ctrl-C in a terminal reaches the whole process group: the parent decides (it kills this process
-    # and removes the partial file), so a stray KeyboardInterrupt here must not race it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_stdin, args=(args.out,), name="stdin-watch", daemon=True).start()
-    try:
-        quantize(args.src, args.out, args.ftype, requantize=args.requantize, threads=args.threads)
-    except (QuantizeError, ModelFileError) as exc:
-        emit("error", **exc.to_payload())
-        return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - anything else still reaches the parent as words
-        emit("error", **QuantizeError(f"The quantizer failed: {type(exc).__name__}: {exc}"[:2000]).to_payload())
-        return EXIT_ERROR
+    watch_parent([args.out], _FINISHED)
+    quantize(args.src, args.out, args.ftype, requantize=args.requantize, threads=args.threads)
     return 0
 
 
 if __name__ == "__main__":
-    _exit_now(main())
+    run_main(main, QuantizeError, "The quantizer")
