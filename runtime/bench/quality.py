@@ -38,6 +38,7 @@ DEFAULT_N_CTX = 512
 TEXT_FILE = "workbench_essays.txt"
 START_TIMEOUT_S = 180.0          # importing llama.cpp and loading a big model on a busy machine
 RUN_TIMEOUT_S = 7 * 24 * 3600.0  # Cancel is the way out
+CACHE_FILES = 8                  # reference files kept (the most recently used)
 STALE_PARTIAL_S = 24 * 3600.0
 _CRASH_HINT = ("The model file may be damaged, or the computer ran out of memory: close other programs, "
                "try a smaller context, and run it again.")
@@ -109,6 +110,7 @@ def prepare_reference(model_path: str | os.PathLike, text_path: str | os.PathLik
         try:
             cached = Reference.open(final)
             if cached.meta.key == key:
+                os.utime(final)   # recently used: the last to be pruned
                 progress(1, 1, f"Reference {model.name}: cached")
                 return cached
         except BenchError:
@@ -130,6 +132,7 @@ def prepare_reference(model_path: str | os.PathLike, text_path: str | os.PathLik
         os.replace(temp, final)
     finally:
         _remove(temp)
+    prune_cache(folder, keep=final)
     return Reference.open(final)
 
 
@@ -265,6 +268,19 @@ def _remove(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def prune_cache(folder: Path, keep: Path, limit: int = CACHE_FILES) -> list[Path]:
+    """Remove all but the ``limit`` most recently used reference files (each can be 100+ MiB);
+    ``keep`` stays whatever its age. Returns the removed files."""
+    try:
+        files = sorted(folder.glob(f"*{ref.SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    removed = [p for p in files[limit:] if p != keep]
+    for path in removed:
+        _remove(path)
+    return removed
 
 
 def _remove_stale_partials(folder: Path) -> None:

@@ -210,3 +210,21 @@ def test_cache_key_follows_every_input(tmp_path):
     assert ref.cache_key(ref.gguf_source(model), "t", 512, 4096) != key
     assert ref.cache_path(key).parent == ref.cache_dir()
     assert str(ref.cache_dir()).startswith(os.environ["WORKBENCH_HOME"])
+
+
+def test_the_cache_keeps_the_most_recently_used_files(tmp_path):
+    import os
+    import time
+
+    from runtime.bench.quality import prune_cache
+
+    files = []
+    for i in range(5):
+        path = tmp_path / f"k{i}{ref.SUFFIX}"
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 100 + i, time.time() - 100 + i))
+        files.append(path)
+    (tmp_path / "other.txt").write_text("not a reference")
+    removed = prune_cache(tmp_path, keep=files[0], limit=2)
+    assert sorted(removed) == sorted(files[1:3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k0.wbref", "k3.wbref", "k4.wbref", "other.txt"]
