@@ -88,6 +88,7 @@ class ChartView(QWidget):
         super().__init__(parent)
         self.name = name                       # the suggested file name when exporting
         self.picture = _Picture(self)
+        self.picture.setWordWrap(True)
         self._figure = None                    # the figure shown (drawn)
         self._make: Callable[[], object] | None = None   # what the next drawing builds
         self._hover = None                     # runtime.bench.charts.Hover of the figure shown
@@ -150,6 +151,17 @@ class ChartView(QWidget):
         theme = self._built_theme
         self._given_hover = None
         self._request(lambda: build(theme))
+
+    def clear(self, message: str) -> None:
+        """Show ``message`` instead of a chart (nothing is drawn: there is nothing to draw)."""
+        self._build = None
+        self._make = None
+        self._wanted = self._drawn = self._wanted + 1
+        self._figure = None
+        self.picture.clear()
+        self.picture.setText(message)
+        for button in (self.export_png, self.export_svg):
+            button.setEnabled(False)
 
     def set_figure(self, figure, hover=None) -> None:
         """Show ``figure`` in place of the current chart; ``hover``: its hover data."""

@@ -35,6 +35,7 @@ from widgets.workers import error_text
 # (tab title, metric) of the bar charts; then the scatter and the history.
 BAR_CHARTS = [("Size", "size_bytes"), ("Prompt speed", "pp_tokens_per_s"), ("Generation speed", "tg_tokens_per_s"),
               ("First token", "ttft_s"), ("Memory", "peak_rss_bytes")]
+NO_RUN = "No figures yet: pick the variants to compare and press Run benchmark."
 HISTORY_METRICS = [("Generation speed", "tg_tokens_per_s"), ("Prompt speed", "pp_tokens_per_s"),
                    ("First token", "ttft_s"), ("Peak memory", "peak_rss_bytes"), ("Size", "size_bytes"),
                    ("KL divergence", "kld_mean"), ("Perplexity", "perplexity")]
@@ -94,6 +95,7 @@ class BenchmarkTab(QWidget):
         self._build_layout()
         self._wire()
         self._show_run(None)
+        self._load_history_list()
 
     @staticmethod
     def _open_store(store, cls):
@@ -276,7 +278,10 @@ class BenchmarkTab(QWidget):
         if run is not None:
             self.table.set_results(results)
         for title, metric in BAR_CHARTS:
-            self.charts[title].set_builder(_builder("metric_bars", results, metric))
+            if results:
+                self.charts[title].set_builder(_builder("metric_bars", results, metric))
+            else:
+                self.charts[title].clear(NO_RUN)
         self._draw_scatter()
         self.summary.setText(summarize(results, run.reference_path) if results else "")
         self._update_buttons()
@@ -285,7 +290,10 @@ class BenchmarkTab(QWidget):
         from runtime.models.hardware import available_ram
 
         results = self.run_data.results if self.run_data else []
-        budget = available_ram() if results else None
+        if not results:
+            self.scatter.clear(NO_RUN)
+            return
+        budget = available_ram()
         self.scatter.set_builder(_builder("size_quality_scatter", results, self.scatter_metric.currentData(),
                                           fits=budget))
 
@@ -316,6 +324,9 @@ class BenchmarkTab(QWidget):
     def _draw_history(self, runs: list | None = None) -> None:
         if runs is None:
             self._load_history_list()
+            return
+        if not runs:
+            self.history_view.clear("No earlier runs of this model yet: run a benchmark and each run is kept here.")
             return
         self.history_view.set_builder(_builder("history_chart", runs, self.history_metric.currentData()))
 

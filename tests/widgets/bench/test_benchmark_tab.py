@@ -104,3 +104,11 @@ def test_cancel_keeps_the_finished_rows_only(qtbot, tab, variants):
     assert tab.run_button.isEnabled() and not tab.cancel_button.isEnabled()
     run = tab.bench_store.load_run(tab.past_runs.itemData(0))
     assert len(run["results"]) == 1
+
+
+def test_before_any_run_the_charts_say_so_and_draw_nothing(tab):
+    from widgets.bench.tab import NO_RUN
+
+    for view in (*tab.charts.values(), tab.scatter):
+        assert view.picture.text() == NO_RUN and not view.has_chart and not view.export_png.isEnabled()
+    assert "No earlier runs" in tab.history_view.picture.text()
