@@ -43,6 +43,7 @@ class VariantPicker(QWidget):
                                   "probabilities are the yardstick (KL divergence 0, agreement 100%).")
         self._groups: dict[str, list] = {}   # group name -> [(path, label, tooltip)]
         self._added: list[str] = []
+        self._unticked: set[str] = set()     # files the person unticked: a library refresh keeps them so
         row = QHBoxLayout()
         row.addWidget(QLabel("Model:"))
         row.addWidget(self.groups, 1)
@@ -90,6 +91,7 @@ class VariantPicker(QWidget):
         path = str(path)
         for name, files in self._groups.items():
             if any(p == path for p, _l, _t in files):
+                self._unticked.difference_update(p for p, _l, _t in files)   # asked for: all of it
                 self.groups.setCurrentIndex(self.groups.findData(name))
                 self._show_group()
                 return True
@@ -124,12 +126,18 @@ class VariantPicker(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, path)
             item.setToolTip(tip)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked)
+            item.setCheckState(Qt.CheckState.Unchecked if path in self._unticked else Qt.CheckState.Checked)
             self.files.addItem(item)
         self.files.blockSignals(False)
         self._on_ticked()
 
-    def _on_ticked(self, _item=None) -> None:
+    def _on_ticked(self, item=None) -> None:
+        if item is not None:
+            path = item.data(Qt.ItemDataRole.UserRole)
+            if item.checkState() == Qt.CheckState.Checked:
+                self._unticked.discard(path)
+            else:
+                self._unticked.add(path)
         chosen = self.chosen_paths()
         wanted = self.reference.currentData()
         self.reference.blockSignals(True)

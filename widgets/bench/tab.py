@@ -198,8 +198,14 @@ class BenchmarkTab(QWidget):
     def _on_choice_changed(self) -> None:
         chosen = self.picker.chosen_paths()
         if not self.controller.running:
-            self.step.setText(f"{len(chosen)} file{'s' if len(chosen) != 1 else ''} chosen." if chosen
-                              else "Pick the variants to compare, then Run.")
+            if not chosen:
+                text = "Pick the variants to compare, then Run."
+            elif len(chosen) == 1:
+                text = ("1 file chosen: it is measured on its own. To compare, make smaller versions in the "
+                        "Compress tab (they appear here with it) or Add files….")
+            else:
+                text = f"{len(chosen)} files chosen."
+            self.step.setText(text)
         self.side_by_side.set_variants(chosen)
         self._update_buttons()
         self._load_history_list()

@@ -44,8 +44,10 @@ def run_to_end(qtbot, tab, timeout=180_000):
 
 
 def test_a_run_fills_the_table_charts_summary_and_history(qtbot, tab, variants, tmp_path):
-    tab.picker.add_paths([str(variants["Q4_0"]), str(variants["F16"]), str(variants["Q8_0"])])
-    assert tab.side_by_side.paths and tab.run_button.isEnabled()
+    tab.picker.add_paths([str(variants["Q4_0"])])
+    assert tab.step.text().startswith("1 file chosen: it is measured on its own")
+    tab.picker.add_paths([str(variants["F16"]), str(variants["Q8_0"])])
+    assert tab.step.text() == "3 files chosen." and tab.side_by_side.paths and tab.run_button.isEnabled()
     rows = []
     tab.controller.sig_result.connect(rows.append)
     run = run_to_end(qtbot, tab)
