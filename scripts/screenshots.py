@@ -144,6 +144,28 @@ def compress_starter(app, window) -> None:
         raise SystemExit(f"the quantization did not get going: {tab.banner.text()}")
 
 
+def benchmark_starter(app, window, out: Path) -> None:
+    """The Benchmark tab after a real run over the starter and its compressed copies: the results
+    table (saved as benchmark-results) and the size-against-quality chart (benchmark)."""
+    from runtime.models.library import starter_model_path
+
+    tab = window.benchmark_tab
+    compress = window.compress_tab
+    wait_for(app, lambda: not any(j.status in ("queued", "running") for j in compress.jobs.jobs.values()), 300)
+    wait_for(app, lambda: not window.models_tab.scanning, 60)
+    window.open_model_in("benchmark", str(starter_model_path()))
+    tab.options.reps.setValue(1)
+    if not tab.run():
+        raise SystemExit(f"the benchmark did not start: {tab.step.text()}")
+    if not wait_for(app, lambda: not tab.controller.running, 900):
+        raise SystemExit("the benchmark did not finish")
+    wait_for(app, lambda: False, 0.5)
+    save(window, "benchmark-results", out)
+    tab.right.setCurrentIndex(1)
+    wait_for(app, lambda: tab.scatter.figure() is not None and not tab.scatter.drawing, 60)
+    wait_for(app, lambda: False, 0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -174,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             window.tabs.setCurrentIndex(index)
             if name == "Chat":
                 chat_with_starter(app, window, args.prompt)
+            if name == "Benchmark":
+                benchmark_starter(app, window, args.out)
             if name == "Compress":
                 compress_starter(app, window)
                 save(window, name, args.out)   # at once: the second job is still running
