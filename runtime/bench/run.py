@@ -41,7 +41,10 @@ def _describe(path: str) -> VariantResult:
     try:
         info = read_gguf_info(path)
     except WorkbenchError as exc:
-        size = Path(path).stat().st_size if Path(path).is_file() else 0
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            size = 0
         return VariantResult(str(path), name, None, size, status="failed", error=exc.message)
     return VariantResult(str(path), name, info.file_type, info.size_bytes)
 
