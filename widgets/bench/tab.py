@@ -126,7 +126,6 @@ class BenchmarkTab(QWidget):
         results = QWidget()
         r = QVBoxLayout(results)
         r.addWidget(self.table, 1)
-        r.addWidget(self.summary)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.compare_button)
@@ -160,9 +159,14 @@ class BenchmarkTab(QWidget):
         self.right.addTab(history, "History")
         self.right.addTab(self.side_by_side, "Side by side")
 
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.right, 1)
+        right_layout.addWidget(self.summary)     # under the table and the charts alike
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(scroll)
-        splitter.addWidget(self.right)
+        splitter.addWidget(right)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([360, 840])
         layout = QVBoxLayout(self)
