@@ -12,6 +12,15 @@ whose ``app/__main__.py`` runs the module. The protocol is small:
 - an exit is explained in words (``exit_reason()``: "crashed (SIGSEGV, segmentation fault)") and
   turned into a typed error (``crash_error()``) whose facts keep the signal, the exit code and the
   stderr tail as ``details``.
+
+The child's end, shared by every child module (quantizer, converter, speed and quality runners):
+``emit(event, **fields)`` writes an event line; ``watch_parent(partial_files, finished)`` ends the
+child when stdin closes (the parent asks it to stop, or died), removing its partial outputs unless
+``finished`` is set (they are the parent's by then); ``run_main(main, error_class, what)`` runs its
+``main()`` with Ctrl-C left to the parent (it reaches the whole process group; the parent kills
+the child and cleans up), turns a failure into an ``error`` event (a WorkbenchError as it is,
+anything else as ``error_class`` in words) and leaves with ``os._exit``: Python's shutdown takes
+about a second after llama.cpp has run (its buffers and mappings are torn down one by one).
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from runtime.errors import Cancelled, ProcessCrashed, ProcessTimeout, WorkbenchError, from_payload
 from runtime.jobs import CancelToken
@@ -286,3 +295,51 @@ class ChildProcess:
                     cls: type[WorkbenchError] | None = None, **facts) -> WorkbenchError:
         """An error (``cls``, default ``error_class``) about the child's end, with its exit facts."""
         return (cls or self.error_class)(message, hint=hint, **{**self.exit_facts(), **facts})
+
+
+# --- the child's end -----------------------------------------------------------------------------
+
+EXIT_ERROR, EXIT_ORPHANED = 3, 4   # a child's exit after an error event / when its parent went away
+
+
+def emit(event: str, **fields) -> None:
+    """Print one event line for the parent."""
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def watch_parent(partial_files: Iterable[str] = (), finished: threading.Event | None = None) -> None:
+    """Start the thread that ends this process when the parent closes stdin or is gone."""
+    files = [f for f in partial_files if f]
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        if finished is None or not finished.is_set():
+            for path in files:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def run_main(main: Callable[[], int | None], error_class: type, what: str) -> None:
+    """Run a child's ``main()`` and exit with its status (EXIT_ERROR after an ``error`` event)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = int(main() or 0)
+    except WorkbenchError as exc:
+        emit("error", **exc.to_payload())
+        code = EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - anything else still reaches the parent as words
+        emit("error", **error_class(f"{what} failed: {type(exc).__name__}: {exc}"[:2000]).to_payload())
+        code = EXIT_ERROR
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -36,8 +36,8 @@ from collections import deque
 import numpy as np
 
 from runtime.bench import reference as ref
-from runtime.child_io import emit, run_main, watch_parent
 from runtime.errors import BenchError, ModelFileError, UnsupportedArchitectureError, WorkbenchError
+from runtime.procs import emit, run_main, watch_parent
 
 DEBUG_LEVEL = 1  # GGML_LOG_LEVEL_DEBUG
 BROKEN_HINT = "The file is damaged or was converted wrongly: download or convert the model again."

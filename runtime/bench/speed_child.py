@@ -43,8 +43,8 @@ import sys
 import time
 from collections import deque
 
-from runtime.child_io import emit, run_main, watch_parent
 from runtime.errors import BenchError, ModelFileError, UnsupportedArchitectureError, WorkbenchError
+from runtime.procs import emit, run_main, watch_parent
 
 MAX_PIECE_BYTES = 256
 # The chat prompt timed for TTFT: short, like a first question (a user message only: some templates

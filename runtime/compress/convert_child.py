@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from runtime.child_io import emit
+from runtime.procs import emit
 
 EXIT_ERROR, EXIT_CANCELLED = 3, 5
 MODULE = "runtime.compress.convert_child"

@@ -29,8 +29,8 @@ import threading
 import time
 from collections import deque
 
-from runtime.child_io import emit, run_main, watch_parent
 from runtime.errors import ModelFileError, QuantizeError
+from runtime.procs import emit, run_main, watch_parent
 
 _TENSOR_LINE = re.compile(r"^\[\s*(\d+)\s*/\s*(\d+)\]\s+(\S+)")
 _FAILED = re.compile(r"failed to quantize:\s*(.+)")

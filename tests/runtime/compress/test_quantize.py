@@ -174,7 +174,7 @@ def test_cancel_mid_run_kills_the_child_and_removes_the_partial(starter_model, t
 
 def test_child_left_alone_removes_its_partial(starter_model, tmp_path):
     """When the app dies (its end of the child's stdin closes), the child stops and cleans up."""
-    from runtime import child_io
+    from runtime import procs
     from runtime.procs import ChildProcess
 
     out = tmp_path / "out.gguf.partial"
@@ -187,7 +187,7 @@ def test_child_left_alone_removes_its_partial(starter_model, tmp_path):
         child.stop(grace_s=10)
     finally:
         child.kill()
-    assert child.returncode == child_io.EXIT_ORPHANED
+    assert child.returncode == procs.EXIT_ORPHANED
     assert list(tmp_path.iterdir()) == []
 
 
