@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
@@ -47,8 +47,6 @@ def ask_save_path(parent, title: str, name: str, filters: str) -> str | None:
 
 
 class BenchmarkTab(QWidget):
-    sig_open_requested = Signal(str, str)   # "chat", path (from the side-by-side or the table)
-
     def __init__(self, store=None, parent: QWidget | None = None):
         super().__init__(parent)
         from runtime.store.bench_runs import BenchStore
