@@ -230,12 +230,17 @@ def run_cancellable(work, cancel, name: str = "work"):
     back as the error. Waiting is on an Event, not ``Thread.join``: on CPython 3.11 a join interrupted
     by Ctrl-C can leave the thread marked as stopped while it still runs.
     """
+    import signal
     import threading
 
     outcome: dict = {}
     finished = threading.Event()
 
     def run() -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            # Ctrl-C must reach the main thread: a signal the kernel hands to this thread (or one it
+            # starts) would wake the main thread only at its next poll, and the work could finish first.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             outcome["result"] = work()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
