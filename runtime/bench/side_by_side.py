@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 from runtime.engine.types import LoadOptions, ReplyStats, SamplingParams, default_threads
-from runtime.errors import InsufficientMemoryError
 from runtime.jobs import CancelToken, ProgressCallback, no_progress
 
 # Greedy and bounded: the same prompt gives each variant's most likely answer.
@@ -43,14 +42,9 @@ class SideAnswer:
 
 def check_fits(path: str | Path, n_ctx: int = SIDE_BY_SIDE_CTX) -> None:
     """Raise InsufficientMemoryError (with the numbers) when ``path`` would not fit in memory now."""
-    from runtime.models.gguf_info import read_gguf_info
-    from runtime.models.hardware import check_fit
+    from runtime.models.hardware import require_fit
 
-    verdict = check_fit(read_gguf_info(path), n_ctx)
-    if verdict.status == "too_big":
-        raise InsufficientMemoryError(f"{Path(path).name} does not fit in memory now: {verdict.detail}.",
-                                      hint="Close other programs, or leave this variant out.", path=str(path),
-                                      needed_bytes=verdict.needed_bytes, available_bytes=verdict.available_bytes)
+    require_fit(path, n_ctx, hint="Close other programs, or leave this variant out.")
 
 
 def answer_with(path: str | Path, prompt: str, *, params: SamplingParams = SIDE_BY_SIDE_SAMPLING,

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from runtime.bench.results import SpeedFigures, SpeedOptions, Spread
-from runtime.errors import BenchError, InsufficientMemoryError, ProcessCrashed
+from runtime.errors import BenchError, ProcessCrashed
 from runtime.jobs import CancelToken, ProgressCallback, no_progress
 from runtime.procs import ChildProcess
 
@@ -72,23 +72,15 @@ def check_memory(path: str | os.PathLike, options: SpeedOptions):
     Returns the GGUFInfo. Raises ModelFileError for a damaged file and InsufficientMemoryError (facts:
     needed_bytes, available_bytes, n_ctx, memory) for a model that does not fit.
     """
-    from runtime.models.hardware import check_fit
-    from runtime.models.gguf_info import read_gguf_info
+    from runtime.models.hardware import require_fit
 
-    info = read_gguf_info(path)
     gpus = None
     if options.n_gpu_layers != 0:
         from runtime.bench.machine import gpu_devices
 
         gpus = gpu_devices()
-    verdict = check_fit(info, options.n_ctx, gpus=gpus)
-    if verdict.status == "too_big":
-        raise InsufficientMemoryError(
-            f"{Path(path).name} does not fit in memory: it {verdict.detail}.",
-            hint="Close other programs, choose a smaller context, or leave this model out.", path=str(path),
-            needed_bytes=verdict.needed_bytes, available_bytes=verdict.available_bytes, n_ctx=verdict.n_ctx,
-            memory=verdict.memory)
-    return info
+    return require_fit(path, options.n_ctx, gpus=gpus,
+                       hint="Close other programs, choose a smaller context, or leave this model out.")
 
 
 def child_args(path: str | os.PathLike, options: SpeedOptions) -> list[str]:

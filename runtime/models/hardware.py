@@ -162,6 +162,26 @@ def check_fit(info: GGUFInfo, n_ctx: int, available_bytes: int | None = None, *,
                       compute_bytes=compute, memory=memory)
 
 
+def require_fit(path, n_ctx: int, *, hint: str, gpus: "list[GpuDevice] | None" = None) -> GGUFInfo:
+    """Read ``path``'s header and refuse a model too big for free memory at ``n_ctx`` tokens.
+
+    Returns the GGUFInfo. Raises ModelFileError for a damaged file and InsufficientMemoryError with
+    the numbers in words and as facts (needed_bytes, available_bytes, n_ctx, memory), with ``hint``.
+    """
+    from pathlib import Path
+
+    from runtime.errors import InsufficientMemoryError
+
+    info = gguf_info.read_gguf_info(path)
+    verdict = check_fit(info, n_ctx, gpus=gpus)
+    if verdict.status == "too_big":
+        raise InsufficientMemoryError(
+            f"{Path(path).name} does not fit in memory: it {verdict.detail}.", hint=hint, path=str(path),
+            needed_bytes=verdict.needed_bytes, available_bytes=verdict.available_bytes, n_ctx=verdict.n_ctx,
+            memory=verdict.memory)
+    return info
+
+
 # --- shapes from a Hugging Face config.json ----------------------------------------------------
 
 def _config_int(config: dict, keys: tuple[str, ...], limit: int) -> int | None:
