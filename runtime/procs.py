@@ -308,8 +308,13 @@ def emit(event: str, **fields) -> None:
     sys.stdout.flush()
 
 
-def watch_parent(partial_files: Iterable[str] = (), finished: threading.Event | None = None) -> None:
-    """Start the thread that ends this process when the parent closes stdin or is gone."""
+def watch_parent(partial_files: Iterable[str] = (), finished: threading.Event | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
+    """Start the thread that ends this process when the parent closes stdin or is gone.
+
+    With ``on_close`` the thread calls it instead and ends: work that can stop itself (a cancel
+    token it checks) then cleans up and exits on its own.
+    """
     files = [f for f in partial_files if f]
 
     def watch() -> None:
@@ -318,6 +323,9 @@ def watch_parent(partial_files: Iterable[str] = (), finished: threading.Event | 
                 pass
         except (OSError, ValueError):
             pass
+        if on_close is not None:
+            on_close()
+            return
         if finished is None or not finished.is_set():
             for path in files:
                 try:

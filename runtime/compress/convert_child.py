@@ -19,10 +19,9 @@ two slices and removes its partial output itself.
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
-from runtime.procs import emit
+from runtime.procs import emit, watch_parent
 
 EXIT_ERROR, EXIT_CANCELLED = 3, 5
 MODULE = "runtime.compress.convert_child"
@@ -37,15 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     folder, out, out_type = (argv if argv is not None else sys.argv[1:])[:3]
     cancel = CancelToken()
 
-    def watch_stdin() -> None:
-        try:
-            while sys.stdin.buffer.read(4096):
-                pass
-        except (OSError, ValueError):
-            pass
-        cancel.cancel()
-
-    threading.Thread(target=watch_stdin, name="stdin", daemon=True).start()
+    watch_parent(on_close=cancel.cancel)   # the converter stops at its next tensor and removes its partial
 
     def progress(done: float, total: float, message: str = "") -> None:
         emit("progress", done=done, total=total, message=message)
