@@ -130,28 +130,11 @@ class BenchmarkTab(QWidget):
         row.addWidget(self.export_button)
         r.addLayout(row)
         chart_tabs = QTabWidget()
+        chart_tabs.addTab(_chart_page(self.scatter, "Quality measure:", self.scatter_metric, None),
+                          "Size vs quality")
         for title, _metric in BAR_CHARTS:
             chart_tabs.addTab(self.charts[title], title)
-        scatter_page = QWidget()
-        s = QVBoxLayout(scatter_page)
-        choose = QHBoxLayout()
-        choose.addWidget(QLabel("Quality measure:"))
-        choose.addWidget(self.scatter_metric)
-        choose.addStretch(1)
-        s.addLayout(choose)
-        s.addWidget(self.scatter, 1)
-        chart_tabs.insertTab(0, scatter_page, "Size vs quality")
-        chart_tabs.setCurrentIndex(0)
-        history = QWidget()
-        h = QVBoxLayout(history)
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Figure:"))
-        top.addWidget(self.history_metric)
-        top.addStretch(1)
-        top.addWidget(QLabel("Past run:"))
-        top.addWidget(self.past_runs, 1)
-        h.addLayout(top)
-        h.addWidget(self.history_view, 1)
+        history = _chart_page(self.history_view, "Figure:", self.history_metric, None, "Past run:", (self.past_runs, 1))
         self.right.addTab(results, "Results")
         self.right.addTab(chart_tabs, "Charts")
         self.right.addTab(history, "History")
@@ -178,7 +161,7 @@ class BenchmarkTab(QWidget):
         self.compare_button.clicked.connect(self._compare_selected)
         self.picker.sig_changed.connect(self._on_choice_changed)
         self.scatter_metric.currentIndexChanged.connect(lambda _i: self._draw_scatter())
-        self.history_metric.currentIndexChanged.connect(lambda _i: self._draw_history())
+        self.history_metric.currentIndexChanged.connect(lambda _i: self._load_history_list())
         self.past_runs.activated.connect(lambda i: self.open_run(self.past_runs.itemData(i)))
         self.controller.sig_progress.connect(self._on_progress)
         self.controller.sig_result.connect(self._on_result)
@@ -329,10 +312,7 @@ class BenchmarkTab(QWidget):
                                    past.run_id)
         self._draw_history(runs)
 
-    def _draw_history(self, runs: list | None = None) -> None:
-        if runs is None:
-            self._load_history_list()
-            return
+    def _draw_history(self, runs: list) -> None:
         if not runs:
             self.history_view.clear("No earlier runs of this model yet: run a benchmark and each run is kept here.")
             return
@@ -389,6 +369,23 @@ class BenchmarkTab(QWidget):
             view.shutdown()
         if self.bench_store is not None:
             self.bench_store.close()
+
+
+def _chart_page(view: ChartView, *row) -> QWidget:
+    """A chart with a row of controls above it: labels (str), widgets, (widget, stretch), None: a stretch."""
+    page = QWidget()
+    top = QHBoxLayout()
+    for item in row:
+        if item is None:
+            top.addStretch(1)
+        elif isinstance(item, str):
+            top.addWidget(QLabel(item))
+        else:
+            top.addWidget(*(item if isinstance(item, tuple) else (item,)))
+    layout = QVBoxLayout(page)
+    layout.addLayout(top)
+    layout.addWidget(view, 1)
+    return page
 
 
 def _builder(name: str, *args, **kwargs):
