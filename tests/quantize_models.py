@@ -136,8 +136,8 @@ def reference_quantize(src: Path, out: Path, qtype: str) -> Path:
     global _QUIET
     if _QUIET is None:
         _QUIET = llama_cpp.llama_log_callback(lambda level, text, data: None)
-    # Set it every time: an in-process LlamaRunner of another test sets its own callback, which is
-    # freed with the runner; llama.cpp logging through it afterwards is a segfault.
+    # Set it every time: an in-process LlamaRunner of another test installs its own callback (kept
+    # alive by runtime.engine.runner), which would otherwise collect this quantizer's log.
     llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p(0))
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype_number(qtype)
