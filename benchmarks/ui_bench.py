@@ -26,8 +26,8 @@ os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-bench-")
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="workbench-bench-hf-")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from ui_compress import run_until  # noqa: E402  (same folder)
-from ui_responsiveness import StallProbe, wait_for  # noqa: E402
+from ui_compress import open_window, run_until  # noqa: E402  (same folder)
+from ui_responsiveness import StallProbe  # noqa: E402
 
 
 def main() -> None:
@@ -38,9 +38,6 @@ def main() -> None:
     parser.add_argument("--no-side-by-side", action="store_true")
     args = parser.parse_args()
 
-    from PySide6.QtWidgets import QApplication
-
-    from app.main_window import MainWindow
     from quantize_models import reference_quantize
     from runtime import paths
     from runtime.models.library import starter_model_path
@@ -52,12 +49,7 @@ def main() -> None:
     paths.ensure_dir(paths.models_dir())
     copy = reference_quantize(starter, paths.models_dir() / "SmolLM2-135M-Instruct-Q8_0.gguf", "Q8_0")
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(auto_load=False)
-    window.resize(1280, 800)
-    window.show()
-    window.start_background_work()
-    wait_for(window.models_tab.sig_library_loaded, 120)
+    app, window = open_window()
     tab = window.benchmark_tab
     try:
         probe = StallProbe()

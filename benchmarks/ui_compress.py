@@ -48,6 +48,21 @@ def run_until(app, condition, timeout_s: float) -> None:
         loop.exec()
 
 
+def open_window():
+    """The real main window on this run's temporary app folder: shown, its library scanned."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = MainWindow(auto_load=False)
+    window.resize(1280, 800)
+    window.show()
+    window.start_background_work()
+    wait_for(window.models_tab.sig_library_loaded, 120)
+    return app, window
+
+
 def run_phase(app, window, name: str, source: str, types: list[str]) -> None:
     """Pick ``source`` in the Compress tab, tick ``types``, press Compress and measure until all is done."""
     tab = window.compress_tab
@@ -111,9 +126,6 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="convert the tests' tiny checkpoint instead of a 135M one")
     args = parser.parse_args()
 
-    from PySide6.QtWidgets import QApplication
-
-    from app.main_window import MainWindow
     from runtime.models.library import starter_model_path
     from widgets.workers import shutdown_all
 
@@ -124,12 +136,7 @@ def main() -> None:
     if checkpoint is None and not args.no_convert:
         checkpoint = build_checkpoint(Path(tempfile.mkdtemp(prefix="workbench-bench-ckpt-")), args.tiny)
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(auto_load=False)
-    window.resize(1280, 800)
-    window.show()
-    window.start_background_work()
-    wait_for(window.models_tab.sig_library_loaded, 120)
+    app, window = open_window()
     try:
         run_phase(app, window, "quantize", str(starter), [t.strip() for t in args.types.split(",") if t.strip()])
         if checkpoint is not None:
