@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {readable(exc.message)}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {readable(exc.hint)}", file=sys.stderr)
+        if exc.facts.get("details"):  # the technical side, as the window's Details button shows it
+            print(f"details: {readable(str(exc.facts['details']))}", file=sys.stderr)
         return EXIT_ERROR
     except (KeyboardInterrupt, Cancelled):
         print("interrupted", file=sys.stderr)

@@ -219,6 +219,14 @@ class ExportError(WorkbenchError, OSError):
     default_hint = "Choose a folder you can write to (and with free space), then export again."
 
 
+class TransferError(WorkbenchError, ValueError):
+    """A conversation file that cannot be imported (not JSON, not an export, a bad message). Nothing
+    is written to the store then."""
+    kind = "transfer"
+
+    default_hint = "Choose a .json file exported by Model Workbench (File > Export conversation > JSON)."
+
+
 def error_class_for(kind: str | None, default: type[WorkbenchError]) -> type[WorkbenchError]:
     """The WorkbenchError class named by ``kind`` (see each class's ``kind``), else ``default``."""
     pending = [WorkbenchError]

@@ -8,8 +8,10 @@ The Hugging Face cache follows huggingface_hub's own variables (HF_HUB_CACHE, HF
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
+from typing import Callable
 
 
 def app_home() -> Path:
@@ -51,3 +53,38 @@ def hf_cache_dir() -> Path:
 def ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_safely(path: Path, write: Callable, binary: bool) -> Path:
+    """Run ``write(handle)`` on a temporary file next to ``path``, then rename it to ``path``: an export
+    that fails (disk full, cancelled) leaves no half file. Raises ExportError naming what went wrong."""
+    from runtime.errors import ExportError
+
+    folder = path.parent
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder.", path=path, hint="Give a file name to export to.")
+    if not folder.is_dir():
+        raise ExportError(f"The folder {folder} does not exist.", path=path,
+                          hint="Choose an existing folder, or create it first.")
+    # A plain open (not mkstemp) so the file gets the usual permissions, not mkstemp's owner-only ones.
+    tmp_path = folder / f".{path.name}.{secrets.token_hex(4)}.part"
+    try:
+        handle = open(tmp_path, "xb") if binary else open(tmp_path, "x", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise _export_error(path, exc) from exc
+    try:
+        with handle:
+            write(handle)
+        os.replace(tmp_path, path)
+    except BaseException as exc:
+        tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, ExportError):
+            raise _export_error(path, exc) from exc
+        raise
+    return path
+
+
+def _export_error(path: Path, exc: OSError):
+    from runtime.errors import ExportError
+
+    return ExportError(f"Cannot write {path}: {exc.strerror or exc}", path=path, errno=exc.errno)

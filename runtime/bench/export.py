@@ -17,13 +17,13 @@ import io
 import json
 import math
 import os
-import secrets
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from runtime.bench.results import BenchRun
 from runtime.errors import ExportError
+from runtime.paths import write_safely
 
 CHART_FORMATS = ("png", "svg")
 PNG_DPI = 150   # sharper than the screen's 100 for slides and reports
@@ -40,7 +40,7 @@ def export_chart(figure, path: str | os.PathLike, fmt: str | None = None, dpi: i
     def write(handle) -> None:
         figure.savefig(handle, format=fmt, dpi=dpi, facecolor=figure.get_facecolor(),
                        metadata={"Software": "Model Workbench"} if fmt == "png" else {"Creator": "Model Workbench"})
-    return _write_safely(path, write, binary=True)
+    return write_safely(path, write, binary=True)
 
 
 def csv_rows(runs: BenchRun | Sequence[BenchRun]) -> list[dict]:
@@ -70,14 +70,14 @@ def export_csv(runs: BenchRun | Sequence[BenchRun], path: str | os.PathLike) -> 
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
         handle.write(text.getvalue())
-    return _write_safely(Path(path), write, binary=False)
+    return write_safely(Path(path), write, binary=False)
 
 
 def export_json(runs: BenchRun | Sequence[BenchRun], path: str | os.PathLike) -> Path:
     """Write one run as ``BenchRun.to_dict()`` (several runs: a list of them)."""
     data = runs.to_dict() if isinstance(runs, BenchRun) else [run.to_dict() for run in runs]
     text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False)
-    return _write_safely(Path(path), lambda handle: handle.write(text + "\n"), binary=False)
+    return write_safely(Path(path), lambda handle: handle.write(text + "\n"), binary=False)
 
 
 def _finite(value):
@@ -95,31 +95,3 @@ def _as_list(runs) -> list[BenchRun]:
     return [runs] if isinstance(runs, BenchRun) else list(runs)
 
 
-def _write_safely(path: Path, write: Callable, binary: bool) -> Path:
-    """Run ``write(handle)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    folder = path.parent
-    if path.is_dir():
-        raise ExportError(f"{path} is a folder.", path=path, hint="Give a file name to export to.")
-    if not folder.is_dir():
-        raise ExportError(f"The folder {folder} does not exist.", path=path,
-                          hint="Choose an existing folder, or create it first.")
-    # A plain open (not mkstemp) so the file gets the usual permissions, not mkstemp's owner-only ones.
-    tmp_path = folder / f".{path.name}.{secrets.token_hex(4)}.part"
-    try:
-        handle = open(tmp_path, "xb") if binary else open(tmp_path, "x", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise _error(path, exc) from exc
-    try:
-        with handle:
-            write(handle)
-        os.replace(tmp_path, path)
-    except BaseException as exc:
-        tmp_path.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and not isinstance(exc, ExportError):
-            raise _error(path, exc) from exc
-        raise
-    return path
-
-
-def _error(path: Path, exc: OSError) -> ExportError:
-    return ExportError(f"Cannot write {path}: {exc.strerror or exc}", path=path, errno=exc.errno)

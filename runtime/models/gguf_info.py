@@ -140,10 +140,7 @@ def read_gguf_header_prefix(data: bytes, file_size: int, name: str) -> GGUFInfo:
     if len(data) < 24 and file_size > len(data):
         raise HeaderIncomplete(min(24, file_size))
     if data[:4] != GGUF_MAGIC:
-        what, hint = _describe_non_gguf(bytes(data[:24]))
-        looks = f"; it looks like {what}" if what else ""
-        raise ModelFileError(f"{path.name} is not a GGUF file (it starts with {bytes(data[:8])!r}{looks})",
-                             path=path, hint=hint)
+        raise _not_gguf(path, bytes(data[:24]))
     if file_size < 24:
         raise ModelFileError(f"{path.name} is truncated: only {file_size} bytes, too short for a GGUF header",
                              path=path, hint=_REDOWNLOAD_HINT)
@@ -190,6 +187,25 @@ def _folder_hint(path: Path) -> str:
     return "Pass a .gguf model file."
 
 
+def _not_gguf(path: Path, head: bytes) -> ModelFileError:
+    """The error for a file that does not start like a GGUF, in words; its first bytes go in the details."""
+    what, hint = _describe_non_gguf(head)
+    if what:
+        message = f"{path.name} is not a GGUF file (the model format Model Workbench runs): it looks like {what}."
+    elif path.suffix.lower() == ".gguf":
+        message = f"{path.name} is named like a model, but it is not a GGUF file: its contents are something else."
+        hint = "It may be damaged or an unfinished download: download or convert the model again."
+    else:
+        message = f"{path.name} is not a GGUF file (the model format Model Workbench runs)."
+    shown = head[:8].decode("latin-1").translate(_PRINTABLE)
+    return ModelFileError(message, path=path, hint=hint,
+                          details=f"The file starts with the bytes {head[:8].hex(' ')} ('{shown}'), "
+                                  "not with the GGUF signature 47 47 55 46 ('GGUF').")
+
+
+_PRINTABLE = {i: "." for i in range(256) if not 32 <= i < 127}
+
+
 # Formats people mistake for GGUF, recognised by their first bytes: (what it is, what to do).
 def _describe_non_gguf(head: bytes) -> tuple[str, str]:
     if head[:4] in (b"lmgg", b"fmgg", b"tjgg"):
@@ -210,10 +226,7 @@ def _read_header(path: Path, size: int) -> "GGUFHeader":
         with open(path, "rb") as f:
             head = f.read(24)
             if head[:4] != GGUF_MAGIC:
-                what, hint = _describe_non_gguf(head)
-                looks = f"; it looks like {what}" if what else ""
-                raise ModelFileError(f"{path.name} is not a GGUF file (it starts with {head[:8]!r}{looks})",
-                                     path=path, hint=hint)
+                raise _not_gguf(path, head)
             if len(head) < 24:
                 raise ModelFileError(f"{path.name} is truncated: only {size} bytes, too short for a GGUF header",
                                      path=path, hint=_REDOWNLOAD_HINT)

@@ -80,7 +80,7 @@ def test_bad_types(tiny, tmp_path, capsys, args, words):
 def test_bad_sources_and_shapes(tmp_path, capsys):
     bad = write_not_gguf(tmp_path)
     assert main(["quantize", str(bad), "--type", "Q4_0"]) == 2
-    assert "error: notes.gguf is not a GGUF file" in capsys.readouterr().err
+    assert "error: notes.gguf is named like a model, but it is not a GGUF file" in capsys.readouterr().err
     narrow = cached_tiny_llama(tmp_path, n_embd=64, n_ff=128)
     assert main(["quantize", str(narrow), "--type", "Q4_0", "--type", "Q4_K_M"]) == 2
     err = capsys.readouterr().err

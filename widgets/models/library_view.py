@@ -65,10 +65,11 @@ class LibraryView(QWidget):
         self.notice.setVisible(False)
         self.busy = BusyBar()
 
+        self.status.setWordWrap(True)  # a long scan summary wraps instead of widening the window
+        self.status.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         top = QHBoxLayout()
         top.addWidget(QLabel("<b>Models on this computer</b>"))
-        top.addStretch(1)
-        top.addWidget(self.status)
+        top.addWidget(self.status, 1)
         for button in (self.add_button, self.folder_button, self.refresh_button):
             top.addWidget(button)
         layout = QVBoxLayout(self)

@@ -67,6 +67,8 @@ class RepoView(QWidget):
         for key, text in DEST_CHOICES:
             self.dest.addItem(text, key)
         self.dest.setToolTip("The Hugging Face cache lets other tools reuse the files.")
+        self.dest.setMinimumContentsLength(10)  # narrow windows shorten the choice, never widen
+        self.dest.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.hide()
@@ -91,7 +93,7 @@ class RepoView(QWidget):
         options = QHBoxLayout()
         options.addWidget(QLabel("Context length"))
         options.addWidget(self.context)
-        options.addSpacing(16)
+        options.addSpacing(8)
         options.addWidget(QLabel("Save into"))
         options.addWidget(self.dest)
         options.addStretch(1)

@@ -64,6 +64,9 @@ class SearchPanel(QWidget):
         self.sort = QComboBox()
         for key, text in SORT_CHOICES:
             self.sort.addItem(text, key)
+        for combo in (self.kind, self.sort):  # narrow windows (800 px) shorten the choices, never widen
+            combo.setMinimumContentsLength(8)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.results = QTreeWidget()
         self.results.setHeaderLabels(list(COLUMNS))
         self.results.setRootIsDecorated(False)

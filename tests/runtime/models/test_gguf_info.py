@@ -52,7 +52,11 @@ def _error_for(path) -> ModelFileError:
 
 def test_text_file_is_not_gguf(tmp_path):
     err = _error_for(write_not_gguf(tmp_path))
-    assert "is not a GGUF file" in err.message and "This is " in err.message
+    # In words: no Python bytes repr in the message; the first bytes are one click away (Details).
+    assert "is not a GGUF file" in err.message and "b'" not in err.message and "This is" not in err.message
+    assert "54 68 69 73" in err.facts["details"] and "'This is '" in err.facts["details"]
+    # The file is named .gguf: the hint must not tell the person to choose a .gguf file.
+    assert "named like a model" in err.message and "choose a .gguf" not in err.hint.lower()
 
 
 def test_safetensors_gets_a_convert_hint(tmp_path):
