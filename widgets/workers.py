@@ -192,7 +192,29 @@ def shutdown_all(timeout_ms: int = 15_000) -> list[Worker]:
 
 
 def error_text(error: BaseException) -> str:
-    """What the UI shows for a failure: the error's own message and hint, or a plain fallback."""
+    """What the UI shows for a failure: the error's own message and hint, or a plain fallback (the
+    technical name and text of an unexpected error are in ``error_details``)."""
     if isinstance(error, WorkbenchError):
         return error.user_text()
-    return f"Unexpected error ({type(error).__name__}): {error}"
+    return ("Something unexpected went wrong, and the task stopped. Nothing you made was changed. "
+            "If it happens again, copy the details into a bug report.")
+
+
+def error_details(error: BaseException) -> str:
+    """The technical side of a failure, for the Details button: its class, file and facts (the system's
+    own message, the engine's log, ...), one per line."""
+    lines = [f"{type(error).__module__}.{type(error).__qualname__}"]
+    if isinstance(error, WorkbenchError):
+        lines[0] += f" (kind: {error.kind})"
+        if error.path:
+            lines.append(f"File: {error.path}")
+        for key, value in error.facts.items():
+            text = str(value).strip()
+            if text and key not in ("partial_reply", "turn"):
+                lines.append(f"{key}: {text}" if "\n" not in text else f"{key}:\n{text}")
+    else:
+        lines.append(str(error))
+    cause = error.__cause__ or error.__context__
+    if cause is not None and "details" not in getattr(error, "facts", {}):
+        lines.append(f"Caused by {type(cause).__name__}: {cause}")
+    return "\n".join(lines)
