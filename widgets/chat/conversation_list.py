@@ -22,6 +22,9 @@ ID_ROLE = Qt.ItemDataRole.UserRole
 SEARCH_DELAY_MS = 250
 
 
+RENAME_DIALOG_MIN_WIDTH = 420  # the platform's tiny default cut the dialog's own title
+
+
 class ConversationList(QWidget):
     """Lists conversations newest first; emits the id of the one the user opens."""
 
@@ -182,10 +185,10 @@ class ConversationList(QWidget):
         if conv_id is None:
             return False
         if title is None:
-            current = self.list.currentItem().text()
-            title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=current)
-            if not ok:
+            dialog = self.rename_dialog(self.list.currentItem().text())
+            if dialog.exec() != QInputDialog.DialogCode.Accepted:
                 return False
+            title = dialog.textValue()
         if not title.strip():
             return False
         try:
@@ -195,6 +198,17 @@ class ConversationList(QWidget):
             return False
         self.reload(conv_id)
         return True
+
+    def rename_dialog(self, current: str) -> QInputDialog:
+        """The Rename dialog, wide enough for its own title and a long conversation title."""
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("Rename conversation")
+        dialog.setLabelText("New title for this conversation:")
+        dialog.setTextValue(current)
+        text_width = dialog.fontMetrics().horizontalAdvance(max(current, dialog.windowTitle(), key=len))
+        # The dialog's layout sizes it to its contents: widen the text field, the dialog follows.
+        dialog.findChild(QLineEdit).setMinimumWidth(min(720, max(RENAME_DIALOG_MIN_WIDTH, text_width + 40)))
+        return dialog
 
     def delete_selected(self, confirm: bool | None = None) -> bool:
         """Delete the selected conversation after confirmation (``confirm=True`` skips the question)."""

@@ -1,6 +1,10 @@
 """Per-conversation settings: the system prompt, the sampling panel, and what to do when the chat
 outgrows the context (drop the oldest messages, or stop and say so).
 
+"Save as default" keeps the shown settings as what every new chat starts from
+(``runtime.chat.defaults``); "Reset" goes back to the built-in ones. A new chat never copies the
+last chat's settings.
+
 Edits are coalesced: ``sig_changed`` fires once, ``SAVE_DELAY_MS`` after the last keystroke or spin,
 so typing a system prompt does not write to the database on every key. ``flush()`` fires it at once
 (the chat tab calls it before sending and before switching conversations).
@@ -8,7 +12,11 @@ so typing a system prompt does not write to the database on every key. ``flush()
 from __future__ import annotations
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QGroupBox, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
+                               QVBoxLayout, QWidget)
+
+from runtime.chat.defaults import ChatDefaults, load_defaults, reset_defaults, save_defaults
+from runtime.errors import WorkbenchError
 
 from runtime.engine.types import SamplingParams
 from widgets.chat.sampling_panel import SamplingPanel
@@ -44,6 +52,22 @@ class ConversationSettings(QWidget):
         outgrow.setWordWrap(True)
         layout.addWidget(outgrow)
         layout.addWidget(self.context_policy_box)
+        self.save_default_button = QPushButton("Save as default")
+        self.save_default_button.setToolTip("New chats start with this system prompt, these sampling settings "
+                                            "and this context choice.")
+        self.save_default_button.clicked.connect(self.save_as_default)
+        self.reset_default_button = QPushButton("Reset defaults")
+        self.reset_default_button.setToolTip("New chats start with Model Workbench's built-in settings again.")
+        self.reset_default_button.clicked.connect(self.reset_defaults)
+        self.default_note = QLabel()
+        self.default_note.setWordWrap(True)
+        self.default_note.setStyleSheet("color: #616161;")
+        defaults_row = QHBoxLayout()
+        defaults_row.addWidget(self.save_default_button)
+        defaults_row.addWidget(self.reset_default_button)
+        defaults_row.addStretch(1)
+        layout.addLayout(defaults_row)
+        layout.addWidget(self.default_note)
         layout.addStretch(1)
 
         self._timer = QTimer(self)
@@ -74,6 +98,25 @@ class ConversationSettings(QWidget):
                 self.context_policy_box.setCurrentIndex(max(index, 0))
         finally:
             self._quiet = False
+
+    def defaults(self) -> ChatDefaults:
+        """What a new chat starts from (the saved defaults, else the built-in ones)."""
+        return load_defaults()
+
+    def save_as_default(self) -> bool:
+        """Keep the shown settings for new chats; the note under the buttons says how it went."""
+        system_prompt, sampling = self.values()
+        try:
+            save_defaults(ChatDefaults(system_prompt, sampling, self.context_policy()))
+        except (WorkbenchError, ValueError) as exc:
+            self.default_note.setText(f"Not saved: {exc}")
+            return False
+        self.default_note.setText("Saved: new chats start with these settings.")
+        return True
+
+    def reset_defaults(self) -> None:
+        reset_defaults()
+        self.default_note.setText("New chats start with the built-in settings.")
 
     def flush(self) -> None:
         """Emit a pending change now."""

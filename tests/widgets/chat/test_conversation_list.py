@@ -40,6 +40,33 @@ def test_rename(qtbot, store):
     assert store.get_conversation(conv.id).title == "New title"
 
 
+def test_the_rename_dialog_is_wide_enough_for_its_title_and_renames(qtbot, store):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    long_title = "How do I keep my sourdough starter alive over a two-week holiday?"
+    conv = store.create_conversation(long_title)
+    widget = make_list(qtbot, store)
+    widget.select(conv.id)
+    dialog = widget.rename_dialog(long_title)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    metrics = dialog.fontMetrics()
+    # seen: the platform's small default cut its own title "Rename conversation"
+    assert dialog.width() >= metrics.horizontalAdvance("Rename conversation") + 120
+    assert dialog.width() >= metrics.horizontalAdvance(long_title)
+    dialog.close()
+
+    def type_and_accept():
+        box = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QInputDialog) and w.isVisible())
+        box.setTextValue("Sourdough holiday")
+        box.accept()
+
+    QTimer.singleShot(100, type_and_accept)
+    assert widget.rename_selected()
+    assert store.get_conversation(conv.id).title == "Sourdough holiday"
+
+
 def test_delete_needs_confirmation(qtbot, store):
     keep = store.create_conversation("Keep me")
     drop = store.create_conversation("Drop me")
