@@ -3,6 +3,8 @@
 The prompt and the reply are saved as a conversation in the app's store (a new one, or the one named
 by --conversation), through the same ``runtime.chat.session.ConversationSession`` as the Chat tab.
 When another program keeps the store locked, the reply is retried, then written to a file (exit 1).
+A new conversation starts from the defaults saved with "Save as default" in the Chat tab
+(``runtime.chat.defaults``); each option given on the command line overrides its default.
 """
 from __future__ import annotations
 
@@ -16,14 +18,16 @@ SAVE_RETRY_PAUSES_S = (1.0, 2.0, 4.0)  # then a refused reply is retried after t
 
 
 def add_chat_parser(subparsers) -> None:
-    from runtime.engine.types import LoadOptions, SamplingParams
+    from runtime.chat.defaults import load_defaults
+    from runtime.engine.types import LoadOptions
 
-    load, sampling = LoadOptions(), SamplingParams()
+    defaults = load_defaults()
+    load, sampling = LoadOptions(), defaults.sampling
     p = subparsers.add_parser("chat", help="Chat with a local model: one prompt, one streamed reply.",
                               description="Send one prompt to a local GGUF model and stream the reply.")
     p.add_argument("model", help="path to a .gguf file, or a name from `workbench models`")
     p.add_argument("--prompt", required=True, help="the user message")
-    p.add_argument("--system", default="", help="system prompt")
+    p.add_argument("--system", default=None, help="system prompt (default: the saved default, if any)")
     p.add_argument("--max-tokens", type=int, default=sampling.max_tokens,
                    help="most tokens in the reply; -1: as many as the context has room for")
     p.add_argument("--threads", type=int, default=load.n_threads)
@@ -36,7 +40,7 @@ def add_chat_parser(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=sampling.top_k)
     p.add_argument("--min-p", type=float, default=sampling.min_p)
     p.add_argument("--repeat-penalty", type=float, default=sampling.repeat_penalty)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=sampling.seed)
     p.add_argument("--conversation", type=int, default=None, metavar="ID",
                    help="continue this saved conversation (the Chat tab's too); default: start a new one")
     p.add_argument("--context-policy", choices=("drop_oldest", "stop"), default=None,
@@ -157,9 +161,13 @@ def _conversation(store, args, path, params, options):
     from runtime.chat.session import ConversationSession
 
     if args.conversation is None:
-        policy = {"context_policy": args.context_policy} if args.context_policy else {}
-        return ConversationSession.create(store, backend="local", model_ref=str(path), system_prompt=args.system,
-                                          sampling=params, load=options, **policy)
+        from runtime.chat.defaults import load_defaults
+
+        defaults = load_defaults()
+        system = defaults.system_prompt if args.system is None else args.system
+        return ConversationSession.create(store, backend="local", model_ref=str(path), system_prompt=system,
+                                          sampling=params, load=options,
+                                          context_policy=args.context_policy or defaults.context_policy)
     chat = ConversationSession(store, args.conversation)
     changes = {}
     if args.system:

@@ -62,7 +62,7 @@ def test_chat_streams_text_by_path(starter_model):
     result = run_cli("chat", str(starter_model), "--prompt", "Say hello.", "--max-tokens", "12", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    assert "tok/s" in result.stderr and "TTFT" in result.stderr and "CPU" in result.stderr
+    assert "Started answering after" in result.stderr and "a second" in result.stderr and "CPU" in result.stderr
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -151,3 +151,18 @@ def test_chat_keeps_a_reply_the_locked_database_refused(starter_model, monkeypat
     kept = Path(err.split("it was written to ")[1].strip())
     reply = out.text.strip()
     assert reply and reply in kept.read_text(encoding="utf-8")
+
+
+def test_a_new_cli_chat_starts_from_the_saved_defaults(starter_model):
+    from runtime.chat.defaults import ChatDefaults, save_defaults
+    from runtime.engine.types import SamplingParams
+    from runtime.store.conversations import ConversationStore
+
+    save_defaults(ChatDefaults("Answer in French.", SamplingParams(temperature=0.0, top_k=5, max_tokens=6), "stop"))
+    result = run_cli("chat", str(starter_model), "--prompt", "Hi", "--ctx", "512", "--threads", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["completion_tokens"] <= 6  # the saved max tokens
+    with ConversationStore() as store:
+        conv = store.list_conversations()[0]
+    assert conv.system_prompt == "Answer in French." and conv.context_policy == "stop"
+    assert conv.sampling.temperature == 0.0 and conv.sampling.top_k == 5
