@@ -235,7 +235,7 @@ class BenchmarkTab(QWidget):
         self._finished()
 
     def _on_failed(self, error) -> None:
-        self.banner.show_message(f"The benchmark could not run: {error_text(error)}", "error")
+        self.banner.show_error(error, before="The benchmark could not run.")
         self.step.setText("Failed.")
         self._finished()
 
@@ -325,7 +325,7 @@ class BenchmarkTab(QWidget):
         try:
             run = BenchRun.from_dict(self.bench_store.load_run(int(run_id)))
         except Exception as exc:  # noqa: BLE001
-            self.banner.show_message(f"That run cannot be opened: {error_text(exc)}", "error")
+            self.banner.show_error(exc, before="That run cannot be opened.")
             return False
         self._show_run(run)
         self.right.setCurrentIndex(0)
@@ -350,7 +350,7 @@ class BenchmarkTab(QWidget):
             write = export_json if str(path).lower().endswith(".json") else export_csv
             written = write(self.run_data, path)
         except WorkbenchError as exc:
-            self.banner.show_message(f"Could not export: {error_text(exc)}", "error")
+            self.banner.show_error(exc, before="Could not export.")
             return None
         self.banner.show_message(f"Saved the figures to {written}.", "info")
         return written

@@ -314,7 +314,7 @@ class CompressTab(QWidget):
     def _on_job_failed(self, job_id: int, error) -> None:
         job = self.jobs.jobs.get(job_id)
         what = job.title if job is not None else "A job"
-        self.banner.show_message(f"{what} failed: {error_text(error)}", "error")
+        self.banner.show_error(error, before=f"{what} failed.")
 
     # -- shut-down --------------------------------------------------------------------------------
 

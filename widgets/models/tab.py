@@ -63,7 +63,7 @@ class ModelsTab(QWidget):
             try:
                 download_store = open_download_store(store)
             except StoreError as exc:   # the database is already open for chats, so this is rare
-                self.banner.show_message(f"Downloads are unavailable: {error_text(exc)}", "error")
+                self.banner.show_error(exc, before="Downloads are unavailable.")
         self.download_store = download_store
         self.downloads = DownloadController(download_store, self) if download_store is not None else None
         self.downloads_panel = DownloadsPanel(self.downloads) if self.downloads is not None else None
@@ -115,7 +115,7 @@ class ModelsTab(QWidget):
             self.downloads.sig_done.connect(self._on_download_done)
             self.downloads.sig_failed.connect(self._on_download_failed)
             self.downloads.sig_store_error.connect(
-                lambda error: self.show_message(f"The download list could not be updated: {error_text(error)}", "error"))
+                lambda error: self.banner.show_error(error, before="The download list could not be updated."))
             self.downloads_panel.sig_open_requested.connect(self.sig_open_requested)
 
     # -- offline ----------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class ModelsTab(QWidget):
         try:
             return self.downloads.restore()
         except StoreError as exc:
-            self.show_message(f"The unfinished downloads could not be read: {error_text(exc)}", "error")
+            self.banner.show_error(exc, before="The unfinished downloads could not be read.")
             return []
 
     def download(self, listing, choice, dest=None):
@@ -152,7 +152,7 @@ class ModelsTab(QWidget):
             return self.downloads.enqueue(listing.repo_id, listing.revision, choice.files, label=choice.label,
                                           dest=dest)
         except StoreError as exc:
-            self.show_message(f"The download could not be queued: {error_text(exc)}", "error")
+            self.banner.show_error(exc, before="The download could not be queued.")
             return None
 
     def _on_download_done(self, download_id: int, paths: list) -> None:

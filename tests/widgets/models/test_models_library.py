@@ -162,7 +162,7 @@ def test_dropping_bad_files_says_why_and_adds_nothing(qtbot, window, tmp_path, s
     banner = window.models_tab.banner
     qtbot.waitUntil(lambda: bool(banner.text()), timeout=30_000)
     assert "Not added" in banner.text() and banner.kind == "error"
-    assert "notes.gguf is not a GGUF file" in banner.text()
+    assert "notes.gguf is named like a model, but it is not a GGUF file" in banner.text()
     assert f"{bad[1].name} is truncated" in banner.text()
     assert asked == [] and load_references() == []
 
