@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_chat import add_chat_parser
 
     add_chat_parser(sub)
+    from app.cli_serve import add_serve_parser
+
+    add_serve_parser(sub)
     from app.cli_hub import add_search_parsers
 
     add_search_parsers(sub)

@@ -8,7 +8,8 @@ whose ``app/__main__.py`` runs the module. The protocol is small:
   lines (native code may print) are skipped. An ``{"event": "error", ...}`` line carries a
   ``WorkbenchError.to_payload()`` and is raised in the parent by ``wait_for``;
 - stderr is drained on a thread (the child never blocks on a full pipe); its last lines are kept;
-- closing the child's stdin asks it to exit (``stop()``); ``kill()`` ends it at once;
+- closing the child's stdin asks it to exit (``stop()``); ``kill()`` ends it at once; a child
+  that reads JSON-line commands on stdin gets them through ``send()`` (the engine does);
 - an exit is explained in words (``exit_reason()``: "crashed (SIGSEGV, segmentation fault)") and
   turned into a typed error (``crash_error()``) whose facts keep the signal, the exit code and the
   stderr tail as ``details``.
@@ -114,6 +115,7 @@ class ChildProcess:
         self._events: queue.Queue = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self._stderr_thread: threading.Thread | None = None
+        self._send_lock = threading.Lock()
 
     # --- life --------------------------------------------------------------------------------
 
@@ -172,6 +174,21 @@ class ChildProcess:
             self.kill()
 
     # --- events ------------------------------------------------------------------------------
+
+    def send(self, message: dict) -> None:
+        """Write one JSON line to the child's stdin (a command, for children that read them).
+
+        Raises the ``error_class`` crash error when the child is gone or its stdin is closed.
+        """
+        line = json.dumps(message) + "\n"
+        with self._send_lock:
+            try:
+                if self._proc is None or self._proc.stdin is None:
+                    raise BrokenPipeError("not started")
+                self._proc.stdin.write(line)
+                self._proc.stdin.flush()
+            except (OSError, ValueError):  # a broken pipe, or stdin closed by stop()
+                raise self.crash_error(f"The {self.name} is not running: {self.exit_reason()}.") from None
 
     def _read_stdout(self) -> None:
         assert self._proc and self._proc.stdout

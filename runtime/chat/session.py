@@ -6,8 +6,10 @@ thread) and does, in order: fit the conversation to the loaded context (``runtim
 nothing is written when that fails), write to the store (title, user message), stream the reply
 through ``client.stream_chat`` and save it with its stats. Stop (the cancel token) saves the partial
 reply with finish_reason "cancelled". When the stream fails mid-way (engine crash, server error)
-the text that arrived is saved and the error is re-raised with that message attached as
-``error.partial_reply`` (None when nothing arrived or saving failed) and the Turn as ``error.turn``.
+the text that arrived is saved, with the figures the client attached to the error
+(``error.partial_stats``: the engine's token counts for that text, finish_reason "error") when it
+did, and the error is re-raised with that message attached as ``error.partial_reply`` (None when
+nothing arrived or saving failed) and the Turn as ``error.turn``.
 
 A reply is never lost to the store: when saving it fails (another program holds the database's
 write lock, disk full) the turn still returns, with ``turn.reply`` None, the text in
@@ -49,7 +51,7 @@ class Turn:
     """The outcome of one send, regenerate or edit."""
 
     reply: Message | None    # the saved assistant message; None when stopped before any text, or unsaved
-    stats: ReplyStats | None  # None when the stream broke off
+    stats: ReplyStats | None  # after a broken-off stream: the partial figures (finish_reason "error") or None
     dropped: int = 0         # earlier messages left out because the context is full
     user: Message | None = None  # the user message written by this turn (None for regenerate)
     unsaved_text: str = ""   # the reply, when saving it failed (see save_error)
@@ -185,7 +187,9 @@ class ConversationSession:
             return self._save(text, ReplyStats(finish_reason="cancelled"), user, keep=bool(text))
         except BaseException as exc:
             text = "".join(pieces)
-            turn = self._save(text, None, user, keep=bool(text))
+            # The client's figures for the text that arrived (the engine's own token counts), if any.
+            stats = getattr(exc, "partial_stats", None)
+            turn = self._save(text, stats if isinstance(stats, ReplyStats) else None, user, keep=bool(text))
             try:
                 exc.partial_reply = turn.reply  # type: ignore[attr-defined]
                 exc.turn = turn  # type: ignore[attr-defined]

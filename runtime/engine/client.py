@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 import ssl
 import time
@@ -34,6 +35,28 @@ def estimate_tokens(messages: list[dict]) -> int:
         size = len(str(m.get("content") or "").encode("utf-8"))
         total += ESTIMATE_TOKENS_PER_MESSAGE + -(-size // ESTIMATE_BYTES_PER_TOKEN)
     return total
+
+
+def unreachable_error(base_url: str, parts, exc: Exception, timeout_s: float) -> RemoteServerError:
+    """Why a server could not be reached, in a person's words; the system's own text goes in the details."""
+    where = parts.netloc or base_url
+    details = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, socket.gaierror):
+        message = f"The address {parts.hostname} could not be found."
+        hint = "Check the spelling of the server address, and that this computer is on the right network."
+    elif isinstance(exc, ConnectionRefusedError):
+        message = f"Nothing answered at {where}: no server is listening there."
+        hint = "Check that the server is running and that the address and port are right."
+    elif isinstance(exc, (socket.timeout, TimeoutError)):
+        message = f"The server at {where} did not answer within {timeout_s:g} seconds."
+        hint = "Check that the server is running and reachable from this computer (firewall, VPN)."
+    elif isinstance(exc, ssl.SSLError):
+        message = f"A secure connection to {where} could not be made."
+        hint = "If the server does not use HTTPS, use an address starting with http:// instead."
+    else:
+        message = f"The server at {where} could not be reached."
+        hint = "Check that the server is running and that the address is right."
+    return RemoteServerError(message, hint=hint, details=details, url=base_url)
 
 
 class ChatClient:
@@ -119,8 +142,7 @@ class ChatClient:
     def _unreachable(self, exc: Exception) -> WorkbenchError:
         if self.engine is not None:  # our own engine: its crash, or an EngineError; never "check the address"
             return self.engine.connection_error(exc)
-        reason = "timed out" if isinstance(exc, socket.timeout) else (str(exc) or type(exc).__name__)
-        return RemoteServerError(f"No answer from {self.base_url} ({reason}).")
+        return unreachable_error(self.base_url, self._parts, exc, self.timeout_s)
 
     def _http_error(self, status: int, payload: bytes) -> WorkbenchError:
         error: dict = {}
@@ -208,7 +230,10 @@ class ChatClient:
                     cancel: CancelToken | None = None, extra: dict | None = None) -> ChatReply:
         """Stream one reply. Blocking: run it off the UI thread.
 
-        Cancelling returns the partial reply with finish_reason "cancelled" (it does not raise).
+        Cancelling returns the partial reply with finish_reason "cancelled" (it does not raise). A
+        stream that breaks off (engine crash, server error mid-reply) raises, with the figures for the
+        text received so far attached as ``error.partial_stats`` (finish_reason "error"). Token counts
+        are the server's own (see ``_StreamCounts``), never a count of chunks.
         ``extra`` adds server-specific request fields (e.g. llama-server's ``ignore_eos``).
         """
         cancel = cancel or CancelToken()
@@ -227,9 +252,8 @@ class ChatClient:
         except Cancelled:
             return ChatReply("", ReplyStats(finish_reason="cancelled", total_s=time.perf_counter() - started))
         pieces: list[str] = []
-        stats = ReplyStats()
-        first_at = last_at = 0.0
-        chunks = 0
+        counts = _StreamCounts(started)
+        stats = counts.stats
         done = False
         try:
             while not done:
@@ -241,6 +265,8 @@ class ChatClient:
                     break
                 if len(line) > MAX_EVENT_BYTES:
                     raise self._oversized_event()
+                if not line.endswith(b"\n"):
+                    break  # the stream ended in the middle of an event: what came before is the reply
                 if not line.startswith(b"data:"):
                     continue
                 data = line[5:].strip()
@@ -260,22 +286,18 @@ class ChatClient:
                 for choice in event.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text and isinstance(text, str):
-                        last_at = time.perf_counter()
-                        if not first_at:
-                            first_at = last_at
-                        chunks += 1
+                        counts.text_arrived()
                         pieces.append(text)
                         if on_text is not None:
                             on_text(text)
                     if choice.get("finish_reason"):
                         stats.finish_reason = str(choice["finish_reason"])
-                usage = event.get("usage")
-                if isinstance(usage, dict):
-                    stats.prompt_tokens = _count(usage.get("prompt_tokens"))
-                    stats.completion_tokens = _count(usage.get("completion_tokens"))
-                timings = event.get("timings")
-                if isinstance(timings, dict) and "prompt_n" in timings:
-                    stats.prompt_tokens_evaluated = _count(timings["prompt_n"])
+                counts.read(event)  # the counts of this event belong with its text: read both, then stop
+                if cancel.cancelled:
+                    break
+        except WorkbenchError as exc:
+            exc.partial_stats = counts.finish("error")  # type: ignore[attr-defined]
+            raise
         finally:
             cancel.remove_callback(hang_up)
             response.close()
@@ -284,18 +306,12 @@ class ChatClient:
             if cancel.cancelled:
                 stats.finish_reason = "cancelled"
             else:
-                raise self._broken_stream()
+                error = self._broken_stream()
+                error.partial_stats = counts.finish("error")  # type: ignore[attr-defined]
+                raise error
         elif self.engine is not None:
             self.engine.note_reply_done()
-        ended = time.perf_counter()
-        stats.completion_tokens = stats.completion_tokens or chunks
-        if not stats.prompt_tokens_evaluated:
-            stats.prompt_tokens_evaluated = stats.prompt_tokens
-        stats.ttft_s = (first_at or ended) - started
-        stats.total_s = ended - started
-        if stats.completion_tokens > 1 and last_at > first_at:
-            stats.gen_tokens_per_s = (stats.completion_tokens - 1) / (last_at - first_at)
-        return ChatReply("".join(pieces), stats)
+        return ChatReply("".join(pieces), counts.finish())
 
     def _oversized_event(self) -> WorkbenchError:
         return self._error_class(
@@ -311,6 +327,64 @@ class ChatClient:
         if self.engine is not None:
             return self.engine.connection_error()
         return RemoteServerError(f"The server at {self.base_url} closed the connection mid-reply.")
+
+
+class _StreamCounts:
+    """The figures of a reply being streamed, from what the server said and when text arrived.
+
+    Token counts are only ever the server's own: the last ``usage`` seen. Our engine puts a running
+    usage (and llama-server-style ``timings``) into every content event, so after Stop or a crash the
+    last one seen counts exactly the text received; servers that send usage only at the end leave
+    the counts of a stopped reply unknown (0, ``counted_by`` ""). Chunks are never counted as tokens.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.stats = ReplyStats()
+        self.started = started
+        self.first_at = self.last_at = 0.0
+        self.counted = False
+        self.engine_rate: float | None = None  # the server's own tokens/s (timings.predicted_per_second)
+
+    def text_arrived(self) -> None:
+        self.last_at = time.perf_counter()
+        if not self.first_at:
+            self.first_at = self.last_at
+
+    def read(self, event: dict) -> None:
+        stats = self.stats
+        usage = event.get("usage")
+        if isinstance(usage, dict) and ("completion_tokens" in usage or "prompt_tokens" in usage):
+            stats.prompt_tokens = _count(usage.get("prompt_tokens"))
+            stats.completion_tokens = _count(usage.get("completion_tokens"))
+            self.counted = True
+        timings = event.get("timings")
+        if isinstance(timings, dict):
+            if "prompt_n" in timings:
+                stats.prompt_tokens_evaluated = _count(timings["prompt_n"])
+            rate = timings.get("predicted_per_second")
+            if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate >= 0:
+                self.engine_rate = float(rate)
+
+    def finish(self, finish_reason: str | None = None) -> ReplyStats:
+        """The stats as they stand (``finish_reason`` overrides the server's, e.g. "error")."""
+        stats = self.stats
+        ended = time.perf_counter()
+        if finish_reason is not None:
+            stats.finish_reason = finish_reason
+        stats.counted_by = "engine" if self.counted else ""
+        if not self.counted:
+            stats.prompt_tokens = stats.completion_tokens = stats.prompt_tokens_evaluated = 0
+        elif not stats.prompt_tokens_evaluated:
+            stats.prompt_tokens_evaluated = stats.prompt_tokens
+        stats.ttft_s = (self.first_at or ended) - self.started
+        stats.total_s = ended - self.started
+        if not self.counted:
+            stats.gen_tokens_per_s = 0.0
+        elif self.engine_rate is not None:
+            stats.gen_tokens_per_s = self.engine_rate
+        elif stats.completion_tokens > 1 and self.last_at > self.first_at:
+            stats.gen_tokens_per_s = (stats.completion_tokens - 1) / (self.last_at - self.first_at)
+        return stats
 
 
 def _read_bounded(response) -> bytes:

@@ -1,8 +1,11 @@
 """Start, watch and stop the engine process that serves one local model."""
 from __future__ import annotations
 
+import json
 import secrets
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -10,7 +13,7 @@ from typing import Callable
 from runtime.engine.client import ChatClient
 from runtime.engine.server import KEY_ENV
 from runtime.engine.types import LoadOptions
-from runtime.errors import EngineBuildMismatch, EngineCrashed, EngineError, WorkbenchError
+from runtime.errors import EngineBuildMismatch, EngineCrashed, EngineError, WorkbenchError, from_payload
 from runtime.jobs import CancelToken
 from runtime.procs import ChildProcess, peak_rss_bytes
 
@@ -18,6 +21,40 @@ LOAD_TIMEOUT_S = 600
 LOAD_CRASH_HINT = "The file may be damaged or too large for this machine's memory."
 REPLY_CRASH_HINT = "Reload the model; the conversation so far is kept."
 MEMORY_HINT = " If it happens again, close other programs or load a smaller model or context length."
+SERVE_TIMEOUT_S = 15.0  # the engine answers a serve command at once; a busy one within a token
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this computer can reach (127.x.x.x, localhost, ::1)."""
+    host = (host or "").strip().lower().strip("[]")
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+@dataclass
+class ServedApi:
+    """The loaded model served to other apps: where, with which key, and a request that works."""
+
+    host: str
+    port: int
+    api_key: str
+    model: str
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL other apps use (a wildcard address is reached through loopback here)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/v1"
+
+    @property
+    def local_only(self) -> bool:
+        return is_loopback(self.host)
+
+    def curl_command(self, prompt: str = "Hello!") -> str:
+        """A ready request for a terminal (POSIX shell quoting)."""
+        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}]})
+        return (f"curl {self.base_url}/chat/completions -H 'Authorization: Bearer {self.api_key}' "
+                f"-H 'Content-Type: application/json' -d '{body}'")
 
 
 @dataclass
@@ -41,6 +78,9 @@ class LocalEngine:
     any reply (its first prompt), is reported as ``EngineBuildMismatch``: this llama.cpp build runs
     instructions this CPU cannot (the hint says how to rebuild). Later crashes are ``EngineCrashed``
     naming the signal, with the usual "reload" hint: the build has already run this model here.
+
+    ``serve()`` / ``unserve()`` open and close a second listener of the same engine for other apps
+    (commands on the child's stdin); ``served`` is what is served now (None when off).
     """
 
     def __init__(self, model_path: str | Path, options: LoadOptions | None = None,
@@ -54,6 +94,9 @@ class LocalEngine:
         self.replies_completed = 0  # counted by ChatClient; 0 means the next decode is the first
         self._child: ChildProcess | None = None
         self._info = None  # the GGUF header, read by start()
+        self.served: ServedApi | None = None  # the API served to other apps (see ``serve``)
+        self._command_lock = threading.Lock()
+        self._command_id = 0
 
     @property
     def pid(self) -> int | None:
@@ -170,8 +213,58 @@ class LocalEngine:
         reason = "timed out" if isinstance(exc, socket.timeout) else (str(exc) or type(exc).__name__)
         return EngineError(f"The model engine did not answer ({reason}).", hint=REPLY_CRASH_HINT)
 
+    # --- serving other apps ---------------------------------------------------------------
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
+              timeout_s: float = SERVE_TIMEOUT_S) -> ServedApi:
+        """Serve the loaded model's OpenAI-compatible API to other apps on ``host``:``port`` (0: any
+        free port) with its own ``api_key`` (default: a new random one); blocking, call it off the UI
+        thread. A served API already open is closed first. It shares the engine's model and its
+        generation lock (requests take turns with the app's own chat) and ends with the engine.
+
+        The default host is 127.0.0.1 (this computer only); the caller asks the person before passing
+        another one. Raises EngineError in words (port taken, no such address) or the engine's crash.
+        """
+        key = api_key or secrets.token_urlsafe(24)
+        event = self._command({"cmd": "serve", "host": host, "port": int(port), "api_key": key}, timeout_s)
+        if event.get("event") != "serving":
+            self.served = None
+            raise from_payload(event, EngineError)
+        self.served = ServedApi(str(event.get("host") or host), int(event["port"]), key, self.model_path.name)
+        return self.served
+
+    def unserve(self, timeout_s: float = SERVE_TIMEOUT_S) -> None:
+        """Stop serving other apps (idempotent; nothing to do once the engine is gone)."""
+        if self.served is None:
+            return
+        self.served = None
+        if self._child is not None and self._child.alive:
+            self._command({"cmd": "unserve"}, timeout_s)
+
+    def _command(self, command: dict, timeout_s: float) -> dict:
+        """Send a command to the engine process and return its answer (the event with the same id)."""
+        with self._command_lock:
+            if not self.alive:
+                raise EngineError("The engine is not running.", hint="Load a model first.")
+            self._command_id += 1
+            ident = self._command_id
+            self._child.send({**command, "id": ident})  # type: ignore[union-attr]
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    event = self._child.read_event(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+                except TimeoutError:
+                    raise EngineError(f"The model engine did not answer within {timeout_s:g} s.",
+                                      hint=REPLY_CRASH_HINT) from None
+                if event is None:  # its stdout ended: it died
+                    self.wait_exit(2.0)
+                    raise self.crash_error("idle")
+                if event.get("id") == ident:
+                    return event
+
     def stop(self) -> None:
         """End the engine (idempotent). Closing stdin asks politely; kill follows if needed."""
+        self.served = None
         if self._child is not None:
             self._child.stop()
 

@@ -38,8 +38,9 @@ BROKEN_MODEL_HINT = "The file is damaged or was converted wrongly: download or c
 class GenerationStats:
     prompt_tokens: int = 0
     prompt_tokens_evaluated: int = 0
-    completion_tokens: int = 0
+    completion_tokens: int = 0      # tokens generated; counted before their text is yielded
     finish_reason: str = ""
+    prompt_s: float = 0.0           # time spent evaluating the prompt (its uncached part)
 
 
 class _LogCapture:
@@ -348,10 +349,13 @@ class LlamaRunner:
                 f"The conversation is {len(prompt)} tokens long, more than the model's loaded "
                 f"context of {self.n_ctx} tokens."
             )
+        started = time.perf_counter()
         try:
             stats.prompt_tokens_evaluated = self._evaluate_prompt(prompt, stop_requested)
         except _Stopped:
             return
+        finally:
+            stats.prompt_s = time.perf_counter() - started
         self._check_logits()
         sampler = self._make_sampler(params, prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -7,7 +7,9 @@ OpenAI protocol means one client serves the local model and remote servers alike
 Protocol with the parent (``runtime.procs``): the API key arrives in the environment
 (WORKBENCH_ENGINE_KEY); the process prints JSON lines on stdout: ``{"event": "loading"}`` before it
 loads the model, then ``{"event": "ready", "port": N, "placement": "CPU", ...}`` once it is loaded,
-or ``{"event": "error", **WorkbenchError.to_payload()}`` and exits 3.
+or ``{"event": "error", **WorkbenchError.to_payload()}`` and exits 3. After "ready" it reads JSON-line
+commands on stdin (``{"cmd": "serve", ...}`` / ``{"cmd": "unserve"}``: see ``_ServedApi``, which
+serves the model to other apps on a second listener with its own key) and exits when stdin closes.
 
 GPU layers: ``--gpu-layers auto`` (the default) offloads all layers when this build has a GPU backend
 and the model fits in its free memory, else none; ``all`` or -1 offloads all; N the first N. The ready
@@ -24,9 +26,13 @@ what the loaded context can hold; any other failure inside the engine answers 50
 error naming its cause. Connections are bounded: see ``EngineServer`` and ``IDLE_TIMEOUT_S``.
 
 Endpoints (all need the key): GET /health, GET /v1/models, POST /v1/chat/completions (stream or
-not), POST /v1/count_tokens (the prompt size of some messages, and the loaded context length). Streaming
-responses end with a chunk carrying ``usage`` and llama-server-style ``timings``
-(``prompt_n``: prompt tokens evaluated, ``cache_n``: prompt tokens reused from the KV cache).
+not), POST /v1/count_tokens (the prompt size of some messages, and the loaded context length). Every
+streamed content chunk carries the running ``usage`` (prompt tokens, and the completion tokens whose
+text has been sent, counted as the chunk is written) and llama-server-style ``timings``
+(``prompt_n``: prompt tokens evaluated, ``prompt_ms``, ``cache_n``: prompt tokens reused from the KV
+cache, ``predicted_n``, ``predicted_ms`` / ``predicted_per_second``: the engine's own generation
+timing); the final chunk carries the totals. So a client that stops or loses the engine mid-reply
+still has exact counts for the text it received.
 """
 from __future__ import annotations
 
@@ -239,18 +245,22 @@ class EngineHandler(BaseHTTPRequestHandler):
 
     def _complete(self, messages, params, ignore_eos):
         first, pieces = self._start(messages, params, ignore_eos)
+        clock = _GenerationClock(self.server.runner.last_stats)
         text = (first or "") + "".join(pieces)
+        clock.piece()
         stats = self.server.runner.last_stats
         self._send_json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": self.server.model_id,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": stats.finish_reason}],
-            "usage": _usage(stats), "timings": _timings(stats),
+            "usage": _usage(stats), "timings": _timings(stats, clock),
         })
 
     def _stream(self, messages, params, ignore_eos):
         first, pieces = self._start(messages, params, ignore_eos)
+        stats = self.server.runner.last_stats
+        clock = _GenerationClock(stats)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -260,26 +270,34 @@ class EngineHandler(BaseHTTPRequestHandler):
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.server.model_id}
         write = self.wfile.write
-        prefix, suffix = b'data: {"choices":[{"index":0,"delta":{"content":', b'}}]}\n\n'
+        # Every chunk is a whole OpenAI chunk object (id, object, created, model): strict clients need them.
+        prefix = b'data: ' + json.dumps(base).encode()[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+
+        def chunk(text: str) -> bytes:
+            # Every content chunk carries the running usage and timings, counted when it is written:
+            # the generator is paused right after the batch's last piece, so the counts are exactly
+            # those of the text sent so far (what a client that stops or loses the engine has got).
+            return (prefix + json.dumps(text).encode() + b'}}],"usage":' + json.dumps(_usage(stats)).encode()
+                    + b',"timings":' + json.dumps(_timings(stats, clock)).encode() + b"}\n\n")
+
         try:
             write(b"data: " + json.dumps({**base, "choices": [
                 {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}).encode() + b"\n\n")
             if first is not None:
-                write(prefix + json.dumps(first).encode() + suffix)
+                write(chunk(first))
                 # Later pieces are sent in small batches: one event per token wakes the client (which
                 # shares the CPU cores with llama.cpp) ~100 times a second for no visible gain.
-                pending, flushed_at = [], time.perf_counter()
+                pending, flushed_at = [], clock.first_at
                 for text in pieces:
                     pending.append(text)
-                    now = time.perf_counter()
+                    now = clock.last_at = time.perf_counter()
                     if now - flushed_at >= STREAM_FLUSH_S:
-                        write(prefix + json.dumps("".join(pending)).encode() + suffix)
+                        write(chunk("".join(pending)))
                         pending, flushed_at = [], now
                 if pending:
-                    write(prefix + json.dumps("".join(pending)).encode() + suffix)
-            stats = self.server.runner.last_stats
+                    write(chunk("".join(pending)))
             final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": stats.finish_reason}],
-                     "usage": _usage(stats), "timings": _timings(stats)}
+                     "usage": _usage(stats), "timings": _timings(stats, clock)}
             write(b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             pieces.close()  # the client stopped listening: stop generating at once
@@ -289,6 +307,29 @@ class EngineHandler(BaseHTTPRequestHandler):
                 write(b"data: " + json.dumps(error_body(error)).encode() + b"\n\n")
             except OSError:
                 pass
+
+
+class _GenerationClock:
+    """When the first and the latest reply piece left the generator, and how many tokens the first
+    piece took: the engine's own generation timing, free of the client's batching and scheduling."""
+
+    __slots__ = ("stats", "first_at", "first_n", "last_at")
+
+    def __init__(self, stats) -> None:
+        self.stats = stats
+        self.first_at = self.last_at = time.perf_counter()
+        self.first_n = stats.completion_tokens
+
+    def piece(self) -> None:
+        self.last_at = time.perf_counter()
+
+    def timings(self) -> dict:
+        """predicted_ms: first piece -> latest piece; predicted_per_second: the tokens generated after
+        the first piece over that time (the same figure as ReplyStats.gen_tokens_per_s)."""
+        span = self.last_at - self.first_at
+        after_first = self.stats.completion_tokens - self.first_n
+        rate = after_first / span if span > 0 and after_first > 0 else 0.0
+        return {"predicted_ms": round(span * 1000, 3), "predicted_per_second": round(rate, 3)}
 
 
 def error_body(error: WorkbenchError | str, kind: str = "invalid_request_error") -> dict:
@@ -303,10 +344,15 @@ def _usage(stats) -> dict:
             "total_tokens": stats.prompt_tokens + stats.completion_tokens}
 
 
-def _timings(stats) -> dict:
-    return {"prompt_n": stats.prompt_tokens_evaluated,
-            "cache_n": stats.prompt_tokens - stats.prompt_tokens_evaluated,
-            "predicted_n": stats.completion_tokens}
+def _timings(stats, clock: "_GenerationClock | None" = None) -> dict:
+    """llama-server-style timings: prompt_n / prompt_ms (evaluated), cache_n (reused), predicted_n,
+    and with ``clock`` predicted_ms / predicted_per_second (see ``_GenerationClock.timings``)."""
+    timings = {"prompt_n": stats.prompt_tokens_evaluated, "prompt_ms": round(stats.prompt_s * 1000, 3),
+               "cache_n": stats.prompt_tokens - stats.prompt_tokens_evaluated,
+               "predicted_n": stats.completion_tokens}
+    if clock is not None:
+        timings.update(clock.timings())
+    return timings
 
 
 class EngineServer(ThreadingHTTPServer):
@@ -317,12 +363,16 @@ class EngineServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, runner, api_key: str, model_id: str, port: int = 0):
-        super().__init__(("127.0.0.1", port), EngineHandler)
+    def __init__(self, runner, api_key: str, model_id: str, port: int = 0, host: str = "127.0.0.1",
+                 generation_lock: threading.Lock | None = None):
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), EngineHandler)
         self.runner = runner
         self.api_key = api_key
         self.model_id = model_id
-        self.generation_lock = threading.Lock()
+        # One lock per runner: a second listener (serving other apps) shares the engine's.
+        self.generation_lock = generation_lock or threading.Lock()
         # JSON may spell each byte of text as up to 6 ("\\u00e9"); a bigger body cannot fit the context.
         self.body_limit = max(MIN_BODY_LIMIT, 6 * runner.max_prompt_bytes)
         self._open: dict[socket.socket, bool] = {}  # connection -> has shown the key; oldest first
@@ -352,6 +402,13 @@ class EngineServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         pass  # a connection that broke (evicted, reset): nothing to report, the next one is served
+
+    def hang_up_all(self) -> None:
+        """Close every open connection (a reply being streamed to one stops at its next write)."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for conn in open_now:
+            _hang_up(conn)
 
 
 def _hang_up(conn: socket.socket) -> None:
@@ -487,8 +544,9 @@ def main(argv: list[str] | None = None) -> int:
                "llama_cpp_python": llama_cpp.__version__, "gpu_offload": bool(devices),
                "gpu_devices": [d.__dict__ for d in devices], "n_gpu_layers": n_gpu_layers,
                "placement": placement, "baseline_rss_bytes": baseline_rss})
-    # The parent closing our stdin means it is gone: exit rather than linger as an orphan.
-    threading.Thread(target=_exit_when_parent_leaves, args=(server,), daemon=True).start()
+    # Commands from the parent arrive on stdin; its closing stdin means it is gone: exit rather than
+    # linger as an orphan.
+    threading.Thread(target=_read_commands, args=(server,), name="commands", daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -496,11 +554,112 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_when_parent_leaves(server) -> None:
+# --- commands from the parent --------------------------------------------------------------------
+
+def _read_commands(server: EngineServer) -> None:
+    """Read JSON-line commands from stdin until it closes, then exit (see ``_ServedApi``)."""
+    served = _ServedApi(server)
     try:
-        sys.stdin.read()
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                command = json.loads(line)
+                if not isinstance(command, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError:
+                continue  # not a command: nothing to answer
+            _announce(served.handle(command))
+    except (OSError, ValueError):
+        pass
     finally:
         os._exit(0)
+
+
+class _ServedApi:
+    """The second listener that serves the loaded model to other apps (off until asked).
+
+    ``{"cmd": "serve", "host": H, "port": N, "api_key": K, "id": I}`` opens it (a running one is
+    closed first) and answers ``{"event": "serving", "host": H, "port": N, "id": I}``, or
+    ``{"event": "serve_failed", "id": I, **EngineError.to_payload()}`` (port taken, no such address);
+    ``{"cmd": "unserve", "id": I}`` closes it, with the connections it has open, and answers
+    ``{"event": "unserved", "id": I}``. It shares the engine's runner and generation lock, so its
+    requests and the app's own chat take turns; it has its own key.
+    """
+
+    def __init__(self, engine_server: EngineServer) -> None:
+        self.engine_server = engine_server
+        self.server: EngineServer | None = None
+
+    def handle(self, command: dict) -> dict:
+        name, ident = command.get("cmd"), command.get("id")
+        if name == "serve":
+            self.close()
+            try:
+                host, port, key = _serve_args(command)
+                self.server = self._open(host, port, key)
+            except EngineError as exc:
+                return {"event": "serve_failed", "id": ident, **exc.to_payload()}
+            bound = self.server.server_address
+            return {"event": "serving", "id": ident, "host": host, "port": bound[1]}
+        if name == "unserve":
+            self.close()
+            return {"event": "unserved", "id": ident}
+        error = EngineError(f"The engine does not know the command {json.dumps(name)[:60]}.", hint="")
+        return {"event": "command_failed", "id": ident, **error.to_payload()}
+
+    def _open(self, host: str, port: int, key: str) -> EngineServer:
+        main_server = self.engine_server
+        try:
+            server = EngineServer(main_server.runner, key, main_server.model_id, port, host,
+                                  generation_lock=main_server.generation_lock)
+        except OSError as exc:
+            raise _bind_error(exc, host, port) from None
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="served-api", daemon=True).start()
+        return server
+
+    def close(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.hang_up_all()
+
+
+def _serve_args(command: dict) -> tuple[str, int, str]:
+    host, port, key = command.get("host") or "127.0.0.1", command.get("port", 0), command.get("api_key")
+    if not isinstance(host, str):
+        raise EngineError("The address to serve on must be text, like 127.0.0.1.", hint="")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise EngineError(f"{json.dumps(port)[:20]} is not a port: use a number from 1 to 65535.",
+                          hint="8080 is a common choice.", port=port)
+    if not isinstance(key, str) or not key:
+        raise EngineError("Serving to other apps needs an API key.", hint="")
+    return host, port, key
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> EngineError:
+    """Why the served API could not listen on host:port, in words (EngineError with host and port)."""
+    import errno
+
+    facts = {"host": host, "port": port, "details": f"{type(exc).__name__}: {exc}"}
+    if exc.errno == errno.EADDRINUSE:
+        return EngineError(f"Port {port} is already in use by another program: choose another port.",
+                           hint="", **facts)
+    if exc.errno == errno.EACCES:
+        return EngineError(f"This app may not listen on port {port}: choose a port above 1024.", hint="",
+                           **facts)
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return EngineError(f"This computer has no network address {host}.",
+                           hint="Use 127.0.0.1 (this computer only) or one of this computer's own addresses.",
+                           **facts)
+    if isinstance(exc, socket.gaierror):
+        return EngineError(f"'{host}' is not an address this computer can listen on.",
+                           hint="Use 127.0.0.1 (this computer only) or an IP address of this computer.", **facts)
+    return EngineError(f"The model could not be served on {host}:{port}: {exc.strerror or exc}.", hint="",
+                       **facts)
 
 
 if __name__ == "__main__":
