@@ -119,19 +119,61 @@ class ReplyStats(Record):
     ttft_s: float = 0.0             # request sent -> first token received
     gen_tokens_per_s: float = 0.0   # (completion_tokens - 1) / (time after the first token)
     total_s: float = 0.0
-    finish_reason: str = ""         # stop | length | cancelled
+    finish_reason: str = ""         # stop | length | cancelled | error (cut off by a crash or a server error)
+    # Where the token counts come from: "engine" = the server's own count (ours counts the text sent,
+    # also after Stop or a crash); "" = the server reported none (prompt/completion tokens and tok/s
+    # are then 0, unknown), or a reply saved before this field existed (counts > 0: from the server,
+    # except a stopped reply, whose completion count was the number of streamed chunks).
+    counted_by: str = ""
 
     def summary(self) -> str:
-        """One line for the UI: '42.1 tok/s · TTFT 0.12 s · 30 + 120 tokens'."""
-        parts = [f"{self.gen_tokens_per_s:.1f} tok/s", f"TTFT {self.ttft_s:.2f} s",
-                 f"{self.prompt_tokens} prompt + {self.completion_tokens} reply tokens"]
-        if self.prompt_tokens and self.prompt_tokens_evaluated < self.prompt_tokens:
-            parts.append(f"{self.prompt_tokens - self.prompt_tokens_evaluated} cached")
+        """One short line in plain words: 'Started answering after 0.16 s · 84 tokens (word pieces) a second'.
+
+        Figures that were not measured (0) are left out; ``details()`` has the exact ones.
+        """
+        parts = []
+        if self.ttft_s > 0:
+            parts.append(f"Started answering after {_seconds(self.ttft_s)}")
+        if self.gen_tokens_per_s > 0:
+            rate = self.gen_tokens_per_s
+            parts.append(f"{rate:.0f} tokens (word pieces) a second" if rate >= 10
+                         else f"{rate:.1f} tokens (word pieces) a second")
+        if self.completion_tokens:
+            parts.append(f"{self.completion_tokens} tokens" + (f" in {_seconds(self.total_s)}" if self.total_s > 0
+                                                                else ""))
         if self.finish_reason == "cancelled":
-            parts.append("stopped")
+            parts.append("stopped by you")
         elif self.finish_reason == "length":
-            parts.append("hit max tokens")
-        return " · ".join(parts)
+            parts.append("cut off at the reply length limit")
+        elif self.finish_reason == "error":
+            parts.append("cut short by an error")
+        return " · ".join(parts) or "No timing figures for this reply"
+
+    def details(self) -> str:
+        """The exact figures, one per line (shown when the pointer rests on the summary)."""
+        reused = max(0, self.prompt_tokens - self.prompt_tokens_evaluated) if self.prompt_tokens else 0
+        prompt = f"Prompt: {self.prompt_tokens} tokens"
+        if reused:
+            prompt += (f", {reused} of them reused from the cache (already processed for an earlier turn), "
+                       f"{self.prompt_tokens_evaluated} processed now")
+        reasons = {"stop": "the model finished its answer", "length": "it reached the reply length limit",
+                   "cancelled": "you stopped it", "error": "the engine or server failed mid-reply"}
+        reason = reasons.get(self.finish_reason, self.finish_reason or "not known")
+        uncounted = not self.counted_by and not self.prompt_tokens and not self.completion_tokens
+        if uncounted:
+            prompt = "Prompt: not counted (the server sent no token counts)"
+        return "\n".join([
+            prompt,
+            "Reply: not counted" if uncounted else f"Reply: {self.completion_tokens} tokens",
+            f"Speed: {self.gen_tokens_per_s:.2f} tokens/s (after the first token)",
+            f"Time to first token: {self.ttft_s:.3f} s",
+            f"Total time: {self.total_s:.3f} s",
+            f"Ended because {reason}" + (f" ({self.finish_reason})" if self.finish_reason in reasons else ""),
+        ])
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
 @dataclass
