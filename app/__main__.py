@@ -10,13 +10,17 @@ def run_gui() -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow
+    from app.terminate import CloseOnTerminate
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Model Workbench")
     window = MainWindow()
     window.show()
+    terminate = CloseOnTerminate(window.close)  # logout, shutdown, kill: closed as by Quit, state saved
+    app.commitDataRequest.connect(lambda _manager: window.save_state())  # the desktop session is ending
     QTimer.singleShot(0, window.start_background_work)
     status = app.exec()
+    terminate.uninstall()
     from widgets.workers import shutdown_all
 
     shutdown_all()  # join anything still running before Qt objects are torn down

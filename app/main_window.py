@@ -1,4 +1,8 @@
-"""The main window: four tabs, a status bar, and the wiring between them.
+"""The main window: a menu bar (``app.menu_bar``), four tabs, a status bar, and the wiring between them.
+
+A fresh install opens on the Chat tab (the starter model loads there); later starts reopen the tab
+last used. The window can shrink to 800x600: the tabs lay themselves out narrower (the Chat tab folds
+its side panels away) rather than forcing a bigger window.
 
 Nothing heavy is imported here: the library scan and the version lookup start after the window is
 shown (``start_background_work``), on worker threads.
@@ -11,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from app.settings import AppSettings
 from runtime.errors import StoreError
@@ -24,6 +29,8 @@ from widgets.models.tab import ModelsTab
 from widgets.workers import Worker
 
 TAB_NAMES = ("Models", "Compress", "Chat", "Benchmark")
+FIRST_TAB = "Chat"          # what a fresh install opens on
+MIN_SIZE = (800, 600)       # the smallest window that stays usable
 
 
 def engine_version(_job=None) -> str:
@@ -109,6 +116,10 @@ class MainWindow(QMainWindow):
                                             self.benchmark_tab)):
             self.tabs.addTab(widget, name)
         self.setCentralWidget(self.tabs)
+        self.setMinimumSize(*MIN_SIZE)
+        from app.menu_bar import build_menu_bar
+
+        self.menu_actions = build_menu_bar(self)
         self.version_label = QLabel("llama.cpp version: …")
         self.statusBar().addPermanentWidget(self.version_label)
 
@@ -139,8 +150,12 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(s.geometry())
         if s.window_state() is not None:
             self.restoreState(s.window_state())
-        self.tabs.setCurrentIndex(min(max(s.current_tab(), 0), self.tabs.count() - 1))
+        self.tabs.setCurrentIndex(TAB_NAMES.index(s.current_tab_name(FIRST_TAB, TAB_NAMES)))
+        self.tabs.currentChanged.connect(self._focus_tab)
+        self._focus_tab()
         self.chat_tab.set_splitter_sizes(s.splitter_sizes("chat"))
+        serve_port = self.chat_tab.serve_panel.port
+        serve_port.setValue(s.serve_port(serve_port.value()))
         last = s.last_conversation()
         if last is not None and last in self.chat_tab.conversations.ids():
             self.chat_tab.open_conversation(last)
@@ -176,7 +191,8 @@ class MainWindow(QMainWindow):
         if action == "chat":
             self.tabs.setCurrentWidget(self.chat_tab)
             session = self.chat_tab.session
-            if session.backend == "local" and session.model_ref == path and session.ready:
+            if session.local_model_ref == path and session.local_ready:
+                self.chat_tab.choose_target("local")  # loaded already: only make it the target
                 return True
             if self.chat_tab.load_local(path):
                 return True
@@ -209,14 +225,91 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.models_tab)
         self.models_tab.add_files(files)
 
+    def _focus_tab(self, *_args) -> None:
+        """Coming to the Chat tab puts the cursor in the message box, ready to type."""
+        if self.tabs.currentWidget() is self.chat_tab:
+            self.chat_tab.input.setFocus()
+
+    # -- menu commands ----------------------------------------------------------------------------
+
+    def new_chat(self) -> None:
+        self.tabs.setCurrentWidget(self.chat_tab)
+        self.chat_tab.new_conversation()
+        self.chat_tab.input.setFocus()
+
+    def export_conversation(self, fmt: str, path: str | None = None) -> Path | None:
+        """Save the open conversation as Markdown ("md") or JSON ("json"); ``path`` skips the dialog.
+
+        Returns the file written, or None (nothing open, cancelled, or failed: the status bar says why).
+        """
+        from runtime.chat.transfer import export_json, export_markdown
+        from runtime.errors import WorkbenchError
+
+        conv_id = self.chat_tab.conversation_id
+        if conv_id is None:
+            self.statusBar().showMessage("Open a conversation in the Chat tab first, then export it.", 8000)
+            return None
+        if path is None:
+            title = self.store.get_conversation(conv_id).title
+            safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip() or "conversation"
+            kinds = {"md": "Markdown (*.md)", "json": "Model Workbench conversation (*.json)"}
+            path, _filter = QFileDialog.getSaveFileName(self, "Export conversation", str(Path.home() / f"{safe}.{fmt}"),
+                                                        kinds[fmt])
+            if not path:
+                return None
+        try:
+            written = (export_markdown if fmt == "md" else export_json)(self.store, conv_id, path)
+        except (WorkbenchError, OSError) as exc:
+            self._show_failure(exc, "The conversation was not exported.")
+            return None
+        self.statusBar().showMessage(f"Exported to {written}", 8000)
+        return written
+
+    def import_conversation(self, path: str | None = None) -> int | None:
+        """Add a conversation exported as JSON and open it; None when cancelled or refused (said why)."""
+        from runtime.chat.transfer import import_json
+        from runtime.errors import WorkbenchError
+
+        if path is None:
+            path, _filter = QFileDialog.getOpenFileName(self, "Import conversation", str(Path.home()),
+                                                        "Model Workbench conversation (*.json);;All files (*)")
+            if not path:
+                return None
+        try:
+            conv_id = import_json(self.store, path)
+        except (WorkbenchError, OSError) as exc:
+            self._show_failure(exc, "The conversation was not imported; nothing was added.")
+            return None
+        self.tabs.setCurrentWidget(self.chat_tab)
+        self.chat_tab.conversations.reload(conv_id)
+        self.chat_tab.open_conversation(conv_id)
+        self.statusBar().showMessage(f"Imported “{self.store.get_conversation(conv_id).title}”.", 8000)
+        return conv_id
+
+    def _show_failure(self, error: BaseException, before: str) -> None:
+        """Say in the Chat tab's banner (with Details) why a File menu command failed."""
+        self.tabs.setCurrentWidget(self.chat_tab)
+        self.chat_tab.banner.show_error(error, before=before)
+
+    def show_about(self) -> None:
+        from app.about import show_about
+
+        show_about(self)
+
+    def open_data_folder(self) -> bool:
+        from runtime import paths
+
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(paths.ensure_dir(paths.app_home()))))
+
     # -- shut-down --------------------------------------------------------------------------------
 
     def save_state(self) -> None:
         s = self.settings
         s.set_geometry(self.saveGeometry())
         s.set_window_state(self.saveState())
-        s.set_current_tab(self.tabs.currentIndex())
+        s.set_current_tab_name(TAB_NAMES[self.tabs.currentIndex()])
         s.set_splitter_sizes("chat", self.chat_tab.splitter_sizes())
+        s.set_serve_port(self.chat_tab.serve_panel.port.value())
         s.set_last_conversation(self.chat_tab.conversation_id)
         if self.chat_tab.picker.local.current_path():
             s.set_last_model(self.chat_tab.picker.local.current_path())

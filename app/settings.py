@@ -33,11 +33,13 @@ class AppSettings:
     def set_window_state(self, data: QByteArray) -> None:
         self._qs.setValue("window/state", data)
 
-    def current_tab(self) -> int:
-        return self._int("window/current_tab", 0)
+    def current_tab_name(self, default: str, names) -> str:
+        """The tab last shown, by name (``default`` on a fresh install or for an unknown name)."""
+        name = str(self._qs.value("window/tab", "") or "")
+        return name if name in names else default
 
-    def set_current_tab(self, index: int) -> None:
-        self._qs.setValue("window/current_tab", int(index))
+    def set_current_tab_name(self, name: str) -> None:
+        self._qs.setValue("window/tab", str(name))
 
     def splitter_sizes(self, name: str) -> list[int]:
         """Sizes saved for the splitter called ``name``; empty when none were saved."""
@@ -68,6 +70,14 @@ class AppSettings:
 
     def set_last_conversation(self, conversation_id: int | None) -> None:
         self._qs.setValue("chat/last_conversation", -1 if conversation_id is None else int(conversation_id))
+
+    def serve_port(self, default: int) -> int:
+        """The port "Serve to other apps" used last (the switch itself always starts off)."""
+        port = self._int("chat/serve_port", default)
+        return port if 1 <= port <= 65535 else default
+
+    def set_serve_port(self, port: int) -> None:
+        self._qs.setValue("chat/serve_port", int(port))
 
     # -- plumbing ---------------------------------------------------------------------------------
 

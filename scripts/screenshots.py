@@ -1,4 +1,7 @@
-"""Render every tab offscreen and save PNGs to docs/screenshots/<tab>.png.
+"""Shoot every tab and save PNGs to docs/screenshots/<tab>.png.
+
+Under a real display (X11, e.g. ``Xvfb :99 & DISPLAY=:99 QT_QPA_PLATFORM=xcb``) the pictures are taken
+from the screen, as a person sees the window; with ``QT_QPA_PLATFORM=offscreen`` they are rendered.
 
 The chat screenshot shows a short real reply from the starter model (needs the `starter` extra); the
 Compress one has the starter picked and three quantizations queued (one done, one running).
@@ -36,8 +39,16 @@ def wait_for(app, condition, timeout_s: float) -> bool:
 
 
 def save(window, name: str, out: Path) -> Path:
+    from PySide6.QtGui import QGuiApplication
+
     path = out / f"{name.lower()}.png"
-    if not window.grab().save(str(path)):
+    if QGuiApplication.platformName() == "offscreen":
+        picture = window.grab()
+    else:  # what the display shows: the real window, drawn by the platform
+        window.raise_()
+        wait_for(QGuiApplication.instance(), lambda: False, 0.3)  # let it repaint after the last change
+        picture = window.screen().grabWindow(window.winId())
+    if not picture.save(str(path)):
         raise SystemExit(f"could not write {path}")
     print(f"wrote {path}")
     return path

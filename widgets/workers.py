@@ -213,7 +213,7 @@ def error_details(error: BaseException) -> str:
             if text and key not in ("partial_reply", "turn"):
                 lines.append(f"{key}: {text}" if "\n" not in text else f"{key}:\n{text}")
     else:
-        lines.append(str(error))
+        lines[0] = f"{type(error).__name__}: {error} ({lines[0]})"
     cause = error.__cause__ or error.__context__
     if cause is not None and "details" not in getattr(error, "facts", {}):
         lines.append(f"Caused by {type(cause).__name__}: {cause}")

@@ -139,6 +139,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX bench_results_by_group ON bench_results (group_key, run_id);
     """,
+    # 7: saved remote servers (their API keys live in the OS keyring under key_ref, never here), and
+    # which saved server a conversation is bound to (see runtime/store/remote_servers.py)
+    """
+    CREATE TABLE remote_servers (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (trim(name) != ''),
+        base_url   TEXT NOT NULL,
+        model      TEXT NOT NULL DEFAULT '',
+        key_ref    TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE conversations ADD COLUMN remote_server_id INTEGER
+        REFERENCES remote_servers (id) ON DELETE SET NULL;
+    """,
 ]
 
 SEARCH_MIN_CHARS = 3            # the trigram index needs three characters; shorter searches scan
@@ -147,7 +162,7 @@ BACKENDS = ("local", "remote")
 ROLES = ("system", "user", "assistant")
 CONTEXT_POLICIES = ("drop_oldest", "stop")
 _UPDATABLE = ("title", "backend", "model_ref", "remote_base_url", "system_prompt", "sampling", "load",
-              "context_policy")
+              "context_policy", "remote_server_id")
 _UNSET = object()  # "leave unchanged" marker for optional arguments that accept None
 
 
@@ -164,6 +179,7 @@ class Conversation:
     sampling: SamplingParams
     load: LoadOptions
     context_policy: str = "drop_oldest"   # drop_oldest | stop: when the conversation outgrows the context
+    remote_server_id: int | None = None   # the saved remote server it is bound to (runtime/store/remote_servers.py)
 
 
 @dataclass
@@ -210,7 +226,8 @@ class ConversationStore(Database):
     def create_conversation(self, title: str = "New chat", backend: str = "local", model_ref: str = "",
                             remote_base_url: str = "", system_prompt: str = "",
                             sampling: SamplingParams | None = None,
-                            load: LoadOptions | None = None, context_policy: str = "drop_oldest") -> Conversation:
+                            load: LoadOptions | None = None, context_policy: str = "drop_oldest",
+                            remote_server_id: int | None = None) -> Conversation:
         """Insert a conversation with no messages and return it."""
         title = _check_title(title)
         _check_backend(backend)
@@ -219,12 +236,15 @@ class ConversationStore(Database):
         load = load or LoadOptions()
         with self._tx(write=True) as db:
             now = self._now()
+            columns = {"title": title, "created_at": now, "updated_at": now, "backend": backend,
+                       "model_ref": model_ref, "remote_base_url": remote_base_url, "system_prompt": system_prompt,
+                       "sampling_json": json.dumps(sampling.to_dict()), "load_json": json.dumps(load.to_dict()),
+                       "context_policy": context_policy}
+            if remote_server_id is not None:  # (a column since migration 7)
+                columns["remote_server_id"] = remote_server_id
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at, backend, model_ref,"
-                " remote_base_url, system_prompt, sampling_json, load_json, context_policy)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (title, now, now, backend, model_ref, remote_base_url, system_prompt,
-                 json.dumps(sampling.to_dict()), json.dumps(load.to_dict()), context_policy))
+                f"INSERT INTO conversations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                tuple(columns.values()))
             row = db.execute("SELECT * FROM conversations WHERE id = ?", (cur.lastrowid,)).fetchone()
         return _conversation(row)
 
@@ -285,7 +305,7 @@ class ConversationStore(Database):
 
     def update_conversation(self, conversation_id: int, **fields) -> Conversation:
         """Change any of title, backend, model_ref, remote_base_url, system_prompt, sampling, load,
-        context_policy."""
+        context_policy, remote_server_id."""
         unknown = set(fields) - set(_UPDATABLE)
         if unknown:
             raise TypeError(f"update_conversation() got unknown fields: {', '.join(sorted(unknown))}")
@@ -435,7 +455,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
         system_prompt=row["system_prompt"],
         sampling=SamplingParams.from_dict(json.loads(row["sampling_json"] or "{}")),
         load=LoadOptions.from_dict(json.loads(row["load_json"] or "{}")),
-        context_policy=row["context_policy"])
+        context_policy=row["context_policy"],
+        remote_server_id=row["remote_server_id"] if "remote_server_id" in row.keys() else None)
 
 
 def _message(row: sqlite3.Row) -> Message:

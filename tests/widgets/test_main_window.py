@@ -106,20 +106,31 @@ def test_window_state_persists_across_restarts(qtbot):
     first = MainWindow()
     qtbot.addWidget(first)
     first.show()
-    first.resize(760, 520)
-    first.tabs.setCurrentIndex(3)
-    first.chat_tab.set_splitter_sizes([150, 500, 250])
+    first.resize(1200, 780)
+    first.tabs.setCurrentWidget(first.chat_tab)
+    first.chat_tab.set_splitter_sizes([300, 500, 380])
+    first.chat_tab.serve_panel.port.setValue(8765)
     sizes = first.chat_tab.splitter_sizes()
+    shown = first.chat_tab.splitter.sizes()
+    first.resize(800, 600)  # the offscreen screen is 800x600: a restored window is kept inside it
     size = first.size()
+    qtbot.waitUntil(lambda: first.chat_tab.panels.narrow)
+    assert first.chat_tab.splitter_sizes() == sizes
+    first.tabs.setCurrentIndex(3)
     first.close()
 
-    assert AppSettings().current_tab() == 3
+    assert AppSettings().current_tab_name("Chat", TAB_NAMES) == "Benchmark"
     second = MainWindow()
     qtbot.addWidget(second)
     second.show()
     assert second.tabs.currentIndex() == 3
     assert second.size() == size
-    assert second.chat_tab.splitter_sizes() == sizes
+    assert second.chat_tab.splitter_sizes() == sizes  # the wide layout, kept while folded
+    assert second.chat_tab.serve_panel.port.value() == 8765 and not second.chat_tab.serve_panel.switch.isChecked()
+    second.tabs.setCurrentWidget(second.chat_tab)
+    second.resize(1200, 780)
+    qtbot.waitUntil(lambda: all(abs(a - b) <= 40 for a, b in zip(second.chat_tab.splitter.sizes(), shown)),
+                    timeout=5_000)
 
 
 # -- a conversation database that cannot be opened -------------------------------------------------

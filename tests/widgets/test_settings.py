@@ -10,10 +10,10 @@ from runtime import paths
 def test_values_persist_across_instances(qtbot, workbench_home):
     first = AppSettings()
     assert first.path == paths.settings_path()
-    assert first.current_tab() == 0 and first.last_conversation() is None and first.last_model() == ""
+    assert first.current_tab_name("Chat", ("Models", "Chat")) == "Chat" and first.last_conversation() is None and first.last_model() == ""
     first.set_geometry(QByteArray(b"\x01\x02geometry"))
     first.set_window_state(QByteArray(b"state"))
-    first.set_current_tab(2)
+    first.set_current_tab_name("Models")
     first.set_last_model("/models/a.gguf")
     first.set_last_conversation(7)
     first.set_splitter_sizes("chat", [200, 600, 300])
@@ -23,7 +23,7 @@ def test_values_persist_across_instances(qtbot, workbench_home):
     second = AppSettings()
     assert bytes(second.geometry()) == b"\x01\x02geometry"
     assert bytes(second.window_state()) == b"state"
-    assert second.current_tab() == 2
+    assert second.current_tab_name("Chat", ("Models", "Chat")) == "Models"
     assert second.last_model() == "/models/a.gguf"
     assert second.last_conversation() == 7
     assert second.splitter_sizes("chat") == [200, 600, 300]

@@ -8,7 +8,7 @@ import pytest
 
 from runtime.errors import ModelFileError
 from widgets import workers
-from widgets.workers import Worker, error_text
+from widgets.workers import Worker, error_details, error_text
 
 
 def test_done_delivers_result_on_ui_thread(qtbot):
@@ -119,4 +119,6 @@ def test_unexpected_errors_are_objects_too(qtbot):
     with qtbot.waitSignal(worker.sig_failed, timeout=10_000) as blocker:
         worker.start()
     assert isinstance(blocker.args[0], ZeroDivisionError)
-    assert "ZeroDivisionError" in error_text(blocker.args[0])
+    # in words for the person; Python's own name and text one click away (Details)
+    assert "ZeroDivisionError" not in error_text(blocker.args[0]) and "unexpected" in error_text(blocker.args[0])
+    assert "ZeroDivisionError: division by zero" in error_details(blocker.args[0])

@@ -6,6 +6,17 @@ and resend, titles, saving stopped or broken-off replies, fitting long chats int
 on workers through ``ChatSession`` (the engine or server, and the reply being streamed). The store
 is read here to show a conversation; the turn writes to it off the UI thread.
 
+Where a message goes is explicit (``ChatSession.active``): the "This computer / Remote server"
+switch chooses the target, the line under the picker always names it ("Messages go to: …"), and a
+load or connect changes it only once the new one is ready (a failed connect changes nothing). A
+conversation remembers the target that answered it; reopening one bound to another target keeps
+sending to the current one (as LM Studio does) and says so, with a button to switch back.
+Saved remote servers (name, URL, model) live in the database; their API keys in the OS keyring.
+
+One reply generates at a time, but the conversation list stays usable while it streams: its text is
+shown only while its own conversation is on screen (switching back re-shows it, still streaming),
+and it is saved into that conversation whatever is shown. Send elsewhere meanwhile says it waits.
+
 A reply the store could not save (another program holds the database's write lock) stays shown;
 a banner says so, offers "Copy reply", and "Retry" once the background retries are spent
 (``ChatSession.unsaved``). Nothing here waits on the database lock for long: UI-thread writes give up
@@ -13,10 +24,12 @@ after ``UI_BUSY_TIMEOUT_S``, and the turn's writes and retries run on workers.
 
 Test hooks: ``send(text)``, ``stop()``, ``regenerate()``, ``edit_message(message_id)``,
 ``load_local(path, options)``, ``connect_remote(url, key, model)``, ``reload_engine()``,
+``choose_target("local" | "remote")``, ``save_server()``, ``delete_server(confirm=True)``,
+``switch_to_conversation_target()``,
 ``loader.confirm_too_big`` (replaceable),
-``open_conversation(id)``, ``new_conversation()``, ``copy_reply()``; the signals ``sig_reply_finished(message|None)``
-and ``sig_model_ready(str)``; the attributes ``session``, ``chat`` (the open ConversationSession),
-``engine`` and ``store``.
+``open_conversation(id)``, ``new_conversation()``, ``copy_reply()``; the signals
+``sig_reply_finished(message|None)``, ``sig_model_ready(str)`` and ``sig_server_saved(server)``; the
+attributes ``session``, ``chat`` (the open ConversationSession), ``engine``, ``store`` and ``servers``.
 """
 from __future__ import annotations
 
@@ -24,22 +37,25 @@ from types import SimpleNamespace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter,
+                               QVBoxLayout, QWidget)
 
+from runtime.chat.remote_servers import ServerKeys, check_base_url, keyring_status
 from runtime.chat.session import DEFAULT_TITLE, ConversationSession
 from runtime.engine.types import LoadOptions
-from runtime.errors import EngineBuildMismatch, StoreError
+from runtime.errors import EngineBuildMismatch, RemoteServerError, StoreError
+from runtime.store.remote_servers import RemoteServerStore
 from widgets.common.banner import Banner
 from widgets.common.busy_bar import BusyBar
 from widgets.chat.input import ChatInput
 from widgets.chat.session import ChatSession
 from widgets.chat.conversation_list import ConversationList
 from widgets.chat.conversation_settings import ConversationSettings
-from widgets.chat.message_view import MessageView
+from widgets.chat.message_view import EXAMPLE_PROMPTS, MessageView
 from widgets.chat.model_loader import ModelLoader
 from widgets.chat.model_picker import ModelPicker
-from widgets.workers import error_text
+from widgets.chat.panels import FoldingPanels
+from widgets.workers import Worker, error_details, error_text
 
 
 UI_BUSY_TIMEOUT_S = 0.25  # a write from the UI thread waits this long for another writer, then says so
@@ -51,28 +67,43 @@ class ChatTab(QWidget):
     sig_reply_finished = Signal(object)   # the assistant Message (id None while unsaved), or None if nothing kept
     sig_model_ready = Signal(str)
     sig_library_refresh_requested = Signal()
+    sig_server_saved = Signal(object)     # the RemoteServer saved (its key, if any, is stored by then)
 
     def __init__(self, store, parent: QWidget | None = None):
         super().__init__(parent)
         self.store = store
         store.set_busy_timeout(UI_BUSY_TIMEOUT_S)  # this (UI) thread never waits long on the database
+        self.servers = RemoteServerStore(store.path)
+        self.servers.set_busy_timeout(UI_BUSY_TIMEOUT_S)
+        self.keys = ServerKeys()             # API keys: OS keyring, else this session only
+        self.keyring_ok: bool | None = None  # None until checked (on a worker: it may block)
+        self._key_workers: list[Worker] = []
         self.session = ChatSession(self)
         self.loader = ModelLoader(self.session, self)
         self.conversation_id: int | None = None
         self.chat: ConversationSession | None = None
+        self._chats: dict[int, ConversationSession] = {}  # one per conversation opened (keeps its cut)
         self._shown_forgotten = 0  # the "beyond the model's memory" note the view shows
         self._edit_message_id: int | None = None
         self._sending: tuple[str, int | None] | None = None  # (text, edited message id) of the turn running
         self._build()
         self._wire()
+        self._reload_servers()
+        self._check_keyring()
+        self._show_target()
         ids = self.conversations.ids()
         if ids:
             self.open_conversation(ids[0])
+        else:
+            self._show_welcome()
         self._update_controls()
 
     # -- layout -----------------------------------------------------------------------------------
 
     def _build(self) -> None:
+        self.panels = FoldingPanels({"conversations": 0, "side": 2},
+                                    {"conversations": "☰ Chats", "side": "Model && settings ⚙"}, self)
+        self._panel_toggles_row = self.panels.button_row()
         self.conversations = ConversationList(self.store)
         self.banner = Banner()
         self.view = MessageView()
@@ -80,6 +111,10 @@ class ChatTab(QWidget):
         self.edit_note.hide()
         self.cancel_edit_button = QPushButton("Cancel edit")
         self.cancel_edit_button.hide()
+        self.stream_note = QLabel()
+        self.stream_note.setWordWrap(True)
+        self.stream_note.setStyleSheet("color: #616161;")
+        self.stream_note.hide()
         self.input = ChatInput()
         self.send_button = QPushButton("Send")
         self.send_button.setDefault(True)
@@ -99,9 +134,11 @@ class ChatTab(QWidget):
         middle = QWidget()
         column = QVBoxLayout(middle)
         column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(self._panel_toggles_row)
         column.addWidget(self.banner)
         column.addWidget(self.view, 1)
         column.addLayout(edit_row)
+        column.addWidget(self.stream_note)
         column.addWidget(self.input)
         column.addLayout(buttons)
 
@@ -111,12 +148,25 @@ class ChatTab(QWidget):
         side_layout.addWidget(self.picker)
         side_layout.addWidget(self.busy)
         side_layout.addWidget(self.settings_panel, 1)
+        from widgets.chat.serve_panel import ServePanel  # "Serve to other apps" (reads session.engine only)
+
+        self.serve_panel = ServePanel(self.session)
+        side_layout.addWidget(self.serve_panel)
+
+        side_scroll = QScrollArea()  # a short window scrolls the settings instead of growing
+        side_scroll.setWidget(side)
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_scroll.setMinimumWidth(side.minimumSizeHint().width() + 16)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        for widget in (self.conversations, middle, side):
+        for widget in (self.conversations, middle, side_scroll):
             self.splitter.addWidget(widget)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(1, False)
         self.splitter.setSizes([220, 640, 300])
+        self.panels.attach(self.splitter)
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -125,6 +175,7 @@ class ChatTab(QWidget):
         self.conversations.sig_new_requested.connect(self.new_conversation)
         self.conversations.sig_deleted.connect(self._on_conversation_deleted)
         self.view.sig_edit_requested.connect(self.edit_message)
+        self.view.sig_prompt_chosen.connect(self._on_prompt_chosen)
         self.cancel_edit_button.clicked.connect(self.cancel_edit)
         self.input.sig_submit.connect(self.send)
         self.send_button.clicked.connect(lambda: self.send())
@@ -133,7 +184,10 @@ class ChatTab(QWidget):
         self.settings_panel.sig_changed.connect(self._save_settings)
         self.picker.local.sig_load.connect(self._on_load_requested)
         self.picker.local.sig_refresh.connect(self.sig_library_refresh_requested)
-        self.picker.remote.sig_connect.connect(self.connect_remote)
+        self.picker.sig_target_chosen.connect(self.choose_target)
+        self.picker.remote.sig_connect.connect(self._on_connect_clicked)
+        self.picker.remote.sig_save.connect(self.save_server)
+        self.picker.remote.sig_delete.connect(self.delete_server)
         self.busy.sig_cancel.connect(self.loader.cancel)
         self.loader.sig_busy.connect(self._on_busy)
         self.loader.sig_idle.connect(self._on_idle)
@@ -143,7 +197,8 @@ class ChatTab(QWidget):
         s = self.session
         s.sig_busy_changed.connect(self._update_controls)
         s.sig_ready.connect(self._on_ready)
-        s.sig_text.connect(self.view.append_stream_text)
+        s.sig_target_changed.connect(self._show_target)
+        s.sig_text.connect(self._on_stream_text)
         s.sig_reply_done.connect(self._on_reply_done)
         s.sig_reply_failed.connect(self._on_reply_failed)
         s.sig_engine_died.connect(self._on_engine_died)
@@ -167,9 +222,10 @@ class ChatTab(QWidget):
         Only when nothing is loaded yet and the model comfortably fits; False otherwise.
         """
         row = self.picker.local.current_row()
-        if row is None or row.fit is None or row.fit.status != "fits":
+        verdict = self.picker.local.verdict or (row.fit if row is not None else None)  # for the Context shown
+        if row is None or verdict is None or verdict.status != "fits":
             return False
-        if self.session.backend or self.loader.busy:
+        if self.session.engine is not None or self.session.remote is not None or self.loader.busy:
             return False
         return self.load_local(str(row.entry.path), self.picker.local.options(), info=row.entry.info)
 
@@ -181,10 +237,47 @@ class ChatTab(QWidget):
         self.banner.dismiss()
         return self.loader.load_local(model_path, options or self.picker.local.options(), info)
 
-    def connect_remote(self, base_url: str, api_key: str = "", model: str = "") -> bool:
-        """Check a remote OpenAI-compatible server off the UI thread, then chat with it."""
+    def connect_remote(self, base_url: str, api_key: str = "", model: str = "", server=None) -> bool:
+        """Check a remote OpenAI-compatible server off the UI thread, then send messages to it.
+
+        ``server``: the saved RemoteServer it is (its name is shown, its saved key used when
+        ``api_key`` is empty). The address is checked first; until the server answers, messages go
+        where they went before, and a failure leaves everything as it was.
+        """
         self.banner.dismiss()
-        return self.loader.connect_remote(base_url, api_key, model)
+        keys = self.keys
+        lookup = (lambda: keys.get(server.key_ref)) if server is not None and not api_key else None
+        return self.loader.connect_remote(base_url, api_key, model, name=server.name if server else "",
+                                          server_id=server.id if server else None, key_lookup=lookup)
+
+    def _on_connect_clicked(self) -> None:
+        form = self.picker.remote
+        server = form.current_server()
+        url = form.url()
+        if server is not None and url.rstrip("/") != server.base_url.rstrip("/"):
+            server = None  # the address was changed and not saved: connect to what is typed
+        self.connect_remote(url, form.api_key.text().strip(), form.model.text().strip(), server=server)
+
+    def choose_target(self, kind: str) -> None:
+        """Send the next messages to "local" (this computer) or "remote" (the connected server).
+
+        Nothing is loaded or stopped: a target that is not ready yet says so, and nothing is sent
+        to it (nor anywhere else) until it is.
+        """
+        self.picker.show_choice(kind)
+        self.session.set_active(kind)
+        self._show_target()
+        self._update_controls()
+
+    def _show_target(self) -> None:
+        """The line under the picker: where the next message goes (or why nothing will be sent)."""
+        s = self.session
+        self.picker.set_status(s.target_text())
+        if s.remote is not None:
+            self.picker.remote.set_connection(f"Connected to {s.remote_text()}.")
+        else:
+            self.picker.remote.set_connection("Not connected.")
+        self._update_controls()
 
     def reload_engine(self) -> bool:
         """Start a fresh engine with the model and options of the one that stopped."""
@@ -199,81 +292,348 @@ class ChatTab(QWidget):
 
     def _on_idle(self) -> None:
         self.busy.finish()
-        if not self.session.ready:
-            self.picker.set_status("No model loaded.")
+        self._show_target()
         self._update_controls()
 
     def _on_ready(self, description: str) -> None:
         self.banner.dismiss()
-        if self.session.backend == "local":
-            self.picker.local.select_path(self.session.model_ref)
-            self.picker.local.set_options(self.session.load_options)
-        self.picker.set_status(description)
+        s = self.session
+        if s.backend == "local":
+            self.picker.local.select_path(s.local_model_ref)
+            self.picker.local.set_options(s.load_options)
+        self.picker.show_choice(s.active)
+        self._show_target()
+        if self.view.showing_welcome:
+            self._show_welcome()  # now naming the model
         self.sig_model_ready.emit(description)
 
+    # -- the welcome card of an empty conversation (A) --------------------------------------------
+
+    def _show_welcome(self) -> None:
+        s = self.session
+        if not s.ready:
+            name = None
+        elif s.backend == "local":
+            name = s.local_label or "the model on this computer"
+        else:
+            name = s.remote_text() or "the server's model"
+        self.view.show_welcome(name, EXAMPLE_PROMPTS)
+
+    def _on_prompt_chosen(self, prompt: str) -> None:
+        """An example prompt was clicked: send it when a model is ready, else leave it in the input."""
+        if self.session.ready and not self.session.generating:
+            self.send(prompt)
+        else:
+            self.input.setPlainText(prompt)
+            self.input.setFocus()
+
     def _on_load_failed(self, error) -> None:
-        self.banner.show_message(error_text(error), "error")
+        after = ""
+        if isinstance(error, RemoteServerError) and (self.session.engine is not None or self.session.remote):
+            after = f"Nothing else changed. {self.session.target_text()}"
+        self.banner.show_error(error, after=after)
+        self._show_target()
+
+    # -- saved remote servers ---------------------------------------------------------------------
+
+    def _reload_servers(self, select_id: int | None = None) -> list:
+        try:
+            servers = self.servers.list_servers()
+        except StoreError as exc:
+            self.banner.show_error(exc, before="The saved servers could not be read.")
+            return []
+        self.picker.remote.set_servers(servers, select_id)
+        return servers
+
+    def _check_keyring(self) -> None:
+        """Say next to the key field whether keys can be kept (the keyring may block: on a worker)."""
+        worker = Worker(lambda job: keyring_status(), name="keyring-check")
+        worker.sig_done.connect(self._on_keyring_checked)
+        self._start_key_worker(worker)
+
+    def _on_keyring_checked(self, status) -> None:
+        self.keyring_ok, why = status
+        self.picker.remote.set_key_note("Saved keys are kept in the OS keyring, never in the app's database."
+                                        if self.keyring_ok else why)
+
+    def _start_key_worker(self, worker: Worker) -> None:
+        self._key_workers = [w for w in self._key_workers if w.running]
+        self._key_workers.append(worker)
+        worker.start()
+
+    def save_server(self):
+        """Save the server in the form (name, URL, model; its API key into the OS keyring, or for this
+        session only when there is none). Returns the RemoteServer, or None (the banner says why).
+        ``sig_server_saved`` follows once the key is stored."""
+        form = self.picker.remote
+        try:
+            url = check_base_url(form.base_url.text())
+        except RemoteServerError as exc:
+            self.banner.show_error(exc)
+            return None
+        name, model, key = form.name.text().strip(), form.model.text().strip(), form.api_key.text().strip()
+        current = form.current_server()
+        try:
+            if current is not None:
+                server = self.servers.update_server(current.id, name=name, base_url=url, model=model)
+            else:
+                server = self.servers.add_server(name, url, model)
+        except (ValueError, LookupError) as exc:
+            self.banner.show_message(str(exc).strip("'\""), "error")
+            return None
+        except StoreError as exc:
+            self.banner.show_error(exc, before="The server was not saved.")
+            return None
+        self._reload_servers(server.id)
+        form.api_key.clear()
+        if not key:
+            self.banner.show_message(f"Saved server '{server.name}'.", "info")
+            self.sig_server_saved.emit(server)
+            return server
+        keys = self.keys
+        worker = Worker(lambda job: keys.put(server.key_ref, key), name="keyring-save")
+        worker.sig_done.connect(lambda where: self._on_key_saved(server, where))
+        worker.sig_failed.connect(lambda error: self._on_key_saved(server, "", error))
+        self._start_key_worker(worker)
+        return server
+
+    def _on_key_saved(self, server, where: str, error=None) -> None:
+        if error is not None:
+            self.banner.show_message(f"Saved server '{server.name}'. {error_text(error)}", "warning")
+        elif where == "session":
+            self.banner.show_message(f"Saved server '{server.name}'. Its API key is kept for this session only: "
+                                     "no OS keyring is available on this computer.", "warning")
+        else:
+            self.banner.show_message(f"Saved server '{server.name}'; its API key is in the OS keyring.", "info")
+        self.sig_server_saved.emit(server)
+
+    def delete_server(self, confirm: bool | None = None) -> bool:
+        """Forget the chosen saved server and its key (conversations bound to it keep their messages)."""
+        server = self.picker.remote.current_server()
+        if server is None:
+            return False
+        if confirm is None:
+            answer = QMessageBox.question(
+                self, "Delete server", f"Forget the server '{server.name}' and its saved API key?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            confirm = answer == QMessageBox.StandardButton.Yes
+        if not confirm:
+            return False
+        try:
+            self.servers.delete_server(server.id)
+        except StoreError as exc:
+            self.banner.show_error(exc, before="The server was not deleted.")
+            return False
+        keys = self.keys
+        self._start_key_worker(Worker(lambda job: keys.forget(server.key_ref), name="keyring-forget"))
+        if self.session.remote_server_id == server.id:
+            self.session.remote_name, self.session.remote_server_id = "", None  # still connected, now unsaved
+        self._reload_servers()
+        self._show_target()
+        return True
 
     # -- conversations ----------------------------------------------------------------------------
 
-    def new_conversation(self) -> int:
-        """Create an empty conversation with the current settings and open it."""
-        if self.session.generating:
-            return self.conversation_id or -1
+    def new_conversation(self, from_panel: bool = False) -> int:
+        """Create an empty conversation with the saved defaults ("Save as default", never the last
+        chat's settings) and the current target, and open it. ``from_panel``: with the settings on
+        show instead (a first message sent with no conversation open keeps what the person set up).
+
+        Also while a reply streams into another conversation (it goes on there)."""
         self.settings_panel.flush()
-        system_prompt, sampling = self.settings_panel.values()
+        defaults = self.settings_panel.defaults()
+        if from_panel:
+            defaults.system_prompt, defaults.sampling = self.settings_panel.values()
+            defaults.context_policy = self.settings_panel.context_policy()
+        system_prompt, sampling = defaults.system_prompt, defaults.sampling
+        s = self.session
         try:
             conv = self.store.create_conversation(
-                DEFAULT_TITLE, backend=self.session.backend or "local", model_ref=self.session.model_ref,
-                remote_base_url=self.session.remote_base_url, system_prompt=system_prompt, sampling=sampling,
-                load=self.session.load_options, context_policy=self.settings_panel.context_policy())
+                DEFAULT_TITLE, backend=s.active, model_ref=s.model_ref,
+                remote_base_url=s.remote_base_url, system_prompt=system_prompt, sampling=sampling,
+                load=s.load_options, context_policy=defaults.context_policy,
+                remote_server_id=s.remote_server_id if s.backend == "remote" else None)
         except StoreError as exc:
-            self.banner.show_message(error_text(exc), "error")
+            self.banner.show_error(exc)
             return -1
         self.conversations.reload(conv.id)
         self.open_conversation(conv.id)
         return conv.id
 
     def open_conversation(self, conversation_id: int | None) -> None:
-        """Show a saved conversation (its messages, system prompt and sampling)."""
-        if self.session.generating:
-            return
+        """Show a saved conversation (its messages, system prompt and sampling).
+
+        Also while a reply streams: a reply streaming into this conversation is shown streaming on.
+        A conversation last answered by another target than the current one says so (messages go to
+        the current target; a banner button switches to the conversation's).
+        """
         if conversation_id != self.conversation_id:
             self.settings_panel.flush()
+            if self.banner.action == "switch_target" or self.banner.action == "stop_reply":
+                self.banner.dismiss()
         self.cancel_edit()
         self.conversation_id = conversation_id
+        conv = None
         if conversation_id is None:
             self.chat = None
         else:
-            if self.chat is None or self.chat.conversation_id != conversation_id:
-                self.chat = ConversationSession(self.store, conversation_id)
+            self.chat = self._chat_for(conversation_id)
             conv = self.store.get_conversation(conversation_id)
             self.settings_panel.set_values(conv.system_prompt, conv.sampling, conv.context_policy)
-            if not self.session.backend:
-                self.picker.show_conversation_backend(conv.backend, conv.model_ref, conv.remote_base_url)
         self._show_messages()
+        if conv is not None:
+            self._offer_conversation_target(conv)
         if self.conversations.current_id() != conversation_id:
             self.conversations.select(conversation_id)
         self._update_controls()
 
+    def _chat_for(self, conversation_id: int) -> ConversationSession:
+        """The one ConversationSession of this conversation (the running turn's, if it is this one)."""
+        turn_chat = self.session._turn_chat
+        if turn_chat is not None and turn_chat.conversation_id == conversation_id:
+            self._chats[conversation_id] = turn_chat
+        if conversation_id not in self._chats:
+            self._chats[conversation_id] = ConversationSession(self.store, conversation_id)
+        return self._chats[conversation_id]
+
     def _show_messages(self, messages=None) -> None:
-        """Show the open conversation (or ``messages``), with the note on what the model no longer sees."""
+        """Show the open conversation (or ``messages``), with the note on what the model no longer sees.
+
+        When a reply is streaming into it, the transcript ends with that reply, streaming on.
+        """
         if self.conversation_id is None:
-            self.view.set_messages([])
+            self._show_welcome()
             return
+        streaming = messages is None and self.session.streaming_conversation_id == self.conversation_id
         if messages is None:
             messages = self.store.messages(self.conversation_id)
             unsaved = self.session.unsaved
             if unsaved is not None and unsaved[0].conversation_id == self.conversation_id:
                 messages = [*messages, _shown_reply(unsaved[1])]
+            if streaming:
+                messages = self._with_turn_in_progress(messages)
         self._shown_forgotten = self.chat.dropped if self.chat else 0
+        if not messages and not streaming:
+            self._show_welcome()
+            return
         self.view.set_messages(messages, forgotten=self._shown_forgotten)
+        if streaming:
+            self.view.begin_stream()
+            self.view.append_stream_text(self.session.streamed_text)
+
+    def _with_turn_in_progress(self, messages: list) -> list:
+        """The stored messages as the running turn will leave them, less its reply (which streams):
+        the user's message even before the worker has written it, an edit's cut, no old reply."""
+        sending = self._sending
+        if messages and messages[-1].role == "assistant":
+            before = messages[-2] if len(messages) > 1 else None
+            if sending is None or (before is not None and before.role == "user" and before.content == sending[0]):
+                messages = messages[:-1]  # regenerate's old reply, or this turn's reply saved a moment ago
+        if sending is None:
+            return messages
+        text, edit_id = sending
+        if messages and messages[-1].role == "user" and messages[-1].content == text:
+            return messages
+        if edit_id is not None:
+            messages = next((messages[:i] for i, m in enumerate(messages) if m.id == edit_id), messages)
+        return [*messages, SimpleNamespace(id=None, role="user", content=text, stats=None)]
+
+    def _offer_conversation_target(self, conv) -> None:
+        """Reopening a conversation answered elsewhere: say where the next message goes, offer to switch.
+
+        With nothing loaded at all, the picker is only pre-set to the conversation's target.
+        """
+        s = self.session
+        if s.engine is None and s.remote is None and not s.loading:
+            self._preset_picker(conv)
+            return
+        if self.view.is_empty() or self._same_target(conv):
+            return
+        then = self._conversation_target_text(conv)
+        now = s.target_text()
+        self.banner.show_message(
+            f"This conversation was answered by {then}. {now} Sending adds to this conversation with "
+            "that target from now on.", "info", "switch_target", "Switch back")
+
+    def _same_target(self, conv) -> bool:
+        s = self.session
+        if conv.backend == "local":
+            return s.active == "local" and s.engine is not None and s.local_model_ref == conv.model_ref
+        if s.active != "remote" or s.remote is None:
+            return False
+        if conv.remote_server_id is not None and conv.remote_server_id == s.remote_server_id:
+            return True
+        return (s.remote.base_url.rstrip("/") == conv.remote_base_url.rstrip("/")
+                and (not conv.model_ref or conv.model_ref == s.remote.model))
+
+    def _conversation_target_text(self, conv) -> str:
+        from widgets.chat.session import model_label
+
+        if conv.backend == "local":
+            if not conv.model_ref:
+                return "a model on this computer"
+            if conv.model_ref == self.session.local_model_ref and self.session.local_label:
+                return f"{self.session.local_label} on this computer"
+            row = next((r for r in self.picker.local._rows if str(r.entry.path) == conv.model_ref), None)
+            label = model_label(conv.model_ref, row.entry.info.file_type if row is not None else "")
+            return f"{label} on this computer"
+        server = self.servers.get_server(conv.remote_server_id) if conv.remote_server_id else None
+        where = f"server '{server.name}'" if server else f"the server at {conv.remote_base_url}"
+        return f"{where} (model {conv.model_ref or 'its default'})"
+
+    def _preset_picker(self, conv) -> None:
+        """Pre-select what a conversation used (nothing is loaded or connected automatically)."""
+        if conv.backend == "remote":
+            form = self.picker.remote
+            if not (conv.remote_server_id and form.select_server(conv.remote_server_id)):
+                form.select_server(None)
+                form.servers.setCurrentIndex(form.servers.count() - 1)  # "New server…"
+                form.base_url.setText(conv.remote_base_url)
+                form.model.setText(conv.model_ref)
+            self.choose_target("remote")
+        elif conv.model_ref:
+            self.picker.local.select_path(conv.model_ref)
+            self.choose_target("local")
+
+    def switch_to_conversation_target(self) -> bool:
+        """Make the open conversation's own target the one messages go to (load or connect if needed)."""
+        if self.conversation_id is None:
+            return False
+        conv = self.store.get_conversation(self.conversation_id)
+        s = self.session
+        self.banner.dismiss()
+        if conv.backend == "local":
+            if s.engine is not None and s.local_model_ref == conv.model_ref:
+                self.choose_target("local")
+                return True
+            if not conv.model_ref:
+                return False
+            self.picker.local.select_path(conv.model_ref)
+            return self.load_local(conv.model_ref, self.picker.local.options())
+        if s.remote is not None and self._same_target_remote(conv):
+            self.choose_target("remote")
+            return True
+        self._preset_picker(conv)
+        server = self.picker.remote.current_server()
+        if server is not None and server.id == conv.remote_server_id:
+            return self.connect_remote(server.base_url, "", server.model, server=server)
+        self.banner.show_message("Enter the server's API key if it needs one, and press Connect.", "info")
+        return False
+
+    def _same_target_remote(self, conv) -> bool:
+        s = self.session
+        if conv.remote_server_id is not None and conv.remote_server_id == s.remote_server_id:
+            return True
+        return s.remote.base_url.rstrip("/") == conv.remote_base_url.rstrip("/")
 
     def _on_conversation_selected(self, conversation_id) -> None:
         if conversation_id != self.conversation_id:
             self.open_conversation(conversation_id)
 
     def _on_conversation_deleted(self, conversation_id: int) -> None:
+        self._chats.pop(conversation_id, None)
+        if conversation_id == self.session.streaming_conversation_id:
+            self.session.stop()  # its reply has nowhere to go now
         if conversation_id == self.conversation_id:
             self.conversation_id = None
             self.open_conversation(self.conversations.current_id())
@@ -286,20 +646,23 @@ class ChatTab(QWidget):
             self.store.update_conversation(self.conversation_id, system_prompt=system_prompt, sampling=sampling,
                                            context_policy=self.settings_panel.context_policy())
         except StoreError as exc:  # busy (another program writing) or broken: say so, never freeze
-            self.banner.show_message(f"The settings were not saved. {error_text(exc)}", "error")
+            self.banner.show_error(exc, before="The settings were not saved.")
 
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, text: str | None = None) -> bool:
         """Send ``text`` (default: the input box) and stream the reply. False if nothing was sent."""
         text = (self.input.toPlainText() if text is None else text).strip()
-        if not text or self.session.generating:
+        if not text:
+            return False
+        if self.session.generating:
+            self._explain_one_at_a_time()
             return False
         if not self.session.ready:
             self._explain_not_ready()
             return False
         self.settings_panel.flush()
-        if self.conversation_id is None and self.new_conversation() < 0:
+        if self.conversation_id is None and self.new_conversation(from_panel=True) < 0:
             return False
         edit_id = self._edit_message_id
         self.cancel_edit()
@@ -319,7 +682,13 @@ class ChatTab(QWidget):
 
     def regenerate(self) -> bool:
         """Drop the last reply and ask for a new one to the same messages."""
-        if self.conversation_id is None or self.session.generating or not self.session.ready:
+        if self.conversation_id is None:
+            return False
+        if self.session.generating:
+            self._explain_one_at_a_time()
+            return False
+        if not self.session.ready:
+            self._explain_not_ready()
             return False
         self.settings_panel.flush()
         messages = self.store.messages(self.conversation_id)
@@ -334,12 +703,30 @@ class ChatTab(QWidget):
         return True
 
     def stop(self) -> None:
-        """Stop the reply; what was generated so far is kept and saved."""
+        """Stop the reply (wherever it streams); what was generated so far is kept and saved."""
         self.session.stop()
+
+    def _streaming_title(self) -> str:
+        conv_id = self.session.streaming_conversation_id
+        try:
+            return self.store.get_conversation(conv_id).title if conv_id is not None else ""
+        except StoreError:
+            return "another conversation"
+
+    def _explain_one_at_a_time(self) -> None:
+        """Send while a reply streams: one reply at a time (one engine); the typed text stays."""
+        if self.session.streaming_conversation_id == self.conversation_id:
+            self.banner.show_message("Wait for this reply to finish, or press Stop; your message stays in the box.",
+                                     "info")
+            return
+        self.banner.show_message(
+            f"Nothing was sent: a reply is still being written in “{self._streaming_title()}” and only one reply "
+            "is written at a time. Your message stays in the box: send it when that reply is done, or stop it.",
+            "info", "stop_reply", "Stop that reply")
 
     def edit_message(self, message_id: int) -> bool:
         """Put a user message back in the input; sending replaces it and everything after it."""
-        if self.conversation_id is None or self.session.generating:
+        if self.conversation_id is None or self.session.streaming_conversation_id == self.conversation_id:
             return False
         found = [m for m in self.store.messages(self.conversation_id) if m.id == message_id]
         if not found or found[0].role != "user":
@@ -375,13 +762,23 @@ class ChatTab(QWidget):
         self._sending = None
         if redraw:
             self._show_messages()
+        self._update_stream_note()
         self.conversations.schedule_reload()  # the turn retitled or reordered it: one rebuild per reply
         self._update_controls()
         self.sig_reply_finished.emit(message)
 
+    def _on_stream_text(self, text: str) -> None:
+        """A piece of the reply: shown only while its own conversation is on screen."""
+        if self.session.turn_conversation_id == self.conversation_id:
+            self.view.append_stream_text(text)
+
     def _on_reply_done(self, turn) -> None:
         message = _shown_reply(turn)
-        if turn is None or turn.dropped != self._shown_forgotten:
+        if self.session.turn_conversation_id != self.conversation_id:
+            # the reply went on in a conversation not shown now: it is saved there; nothing to draw
+            self._sending = None
+            self._finish_reply(message, redraw=False)
+        elif turn is None or turn.dropped != self._shown_forgotten:
             # stopped before anything was saved, or the note on forgotten messages moved: redraw
             self._finish_reply(message)
         else:
@@ -397,6 +794,14 @@ class ChatTab(QWidget):
     def _on_reply_failed(self, error) -> None:
         sending = self._sending
         written = hasattr(error, "partial_reply")  # the turn failed after it saved the user's message
+        elsewhere = self.session.turn_conversation_id != self.conversation_id
+        if elsewhere:
+            self._sending = None
+            self._finish_reply(None, redraw=False)
+            title = self._conversation_title(self.session.turn_conversation_id)
+            lost = f" Your message was: {sending[0]}" if sending and not written else ""
+            self.banner.show_error(error, before=f"The reply in “{title}” failed.", after=lost.strip())
+            return
         if sending and not written and not self.input.toPlainText():
             text, edit_id = sending  # nothing was written (too long, engine gone): give the message back
             if edit_id is not None:
@@ -411,20 +816,34 @@ class ChatTab(QWidget):
             before = "Nothing was sent: the reply before must be saved first." if first else error_text(error)
             self._show_unsaved(unsaved[1].save_error, final=True, before=before)
         elif not self.session.engine_dead:
-            self.banner.show_message(error_text(error), "error")
+            self.banner.show_error(error)
 
     def _on_engine_died(self, error) -> None:
         """Say why the engine died; offer Reload unless this llama.cpp build cannot run on this CPU."""
-        self.picker.set_status("The model engine stopped.")
+        self._show_target()
         if isinstance(error, EngineBuildMismatch):
-            self.banner.show_message(f"{error_text(error)}\nThis conversation is saved.", "error")
+            self.banner.show_error(error, after="This conversation is saved.")
         else:
             self.banner.show_message(f"{error.message} This conversation is saved; reload the model to continue.",
-                                     "error", action="reload", action_text="Reload")
+                                     "error", action="reload", action_text="Reload", details=error_details(error))
         self._update_controls()
 
+    def _conversation_title(self, conversation_id) -> str:
+        try:
+            return self.store.get_conversation(conversation_id).title
+        except (StoreError, TypeError):
+            return "another conversation"
+
     def _on_banner_action(self, action: str) -> None:
-        if action == "reload":
+        if action == "stop_reply":
+            self.banner.dismiss()
+            self.stop()
+        elif action == "switch_target":
+            self.switch_to_conversation_target()
+        elif action == "use_local":
+            self.choose_target("local")
+            self.banner.dismiss()
+        elif action == "reload":
             self.reload_engine()
         elif action == "copy_reply":
             self.copy_reply()
@@ -450,7 +869,8 @@ class ChatTab(QWidget):
                     "the reply stays shown here meanwhile.")
         text = f"{before}\n{text}" if before else text
         more = (("retry_save", "Retry"),) if final else ()
-        self.banner.show_message(text, "error" if final else "warning", "copy_reply", "Copy reply", more)
+        self.banner.show_message(text, "error" if final else "warning", "copy_reply", "Copy reply", more,
+                                 details=error_details(error))
 
     def _on_reply_saved(self, message) -> None:
         if self.banner.action == "copy_reply":
@@ -461,10 +881,19 @@ class ChatTab(QWidget):
         self.conversations.schedule_reload()
 
     def _explain_not_ready(self) -> None:
-        if self.session.loading:
-            self.banner.show_message("The model is still loading.", "info")
-        elif self.session.engine_dead:
-            self._on_engine_died(self.session.engine.crash_error("idle"))
+        s = self.session
+        if s.loading:
+            what = "The server is still being checked" if s.loading_kind == "remote" else "The model is still loading"
+            self.banner.show_message(f"{what}: nothing was sent. Your message stays in the box.", "info")
+        elif s.active == "remote":
+            text = ("Remote server is chosen but not connected, so nothing was sent (not to this computer either). "
+                    "Press Connect on the right; your message stays in the box.")
+            if s.local_ready:
+                self.banner.show_message(text, "info", "use_local", f"Use {s.local_label} on this computer")
+            else:
+                self.banner.show_message(text, "info")
+        elif s.engine_dead:
+            self._on_engine_died(s.engine.crash_error("idle"))
         else:
             self.banner.show_message("Load a model (or connect to a server) first, on the right.", "info")
 
@@ -473,26 +902,43 @@ class ChatTab(QWidget):
     def _update_controls(self) -> None:
         s = self.session
         generating = s.generating
-        has_messages = self.conversation_id is not None and not self.view.document().isEmpty()
+        has_messages = self.conversation_id is not None and not self.view.is_empty()
+        here = generating and s.streaming_conversation_id == self.conversation_id
         self.send_button.setEnabled(s.ready and not generating)
-        self.stop_button.setEnabled(generating)
+        self.stop_button.setEnabled(here)
         self.regenerate_button.setEnabled(s.ready and not generating and has_messages)
-        self.conversations.setEnabled(not generating)
+        self.conversations.setEnabled(True)  # switching, New, Rename and Delete work while a reply streams
         self.picker.set_busy(self.loader.busy)
+        self._update_stream_note()
+
+    def _update_stream_note(self) -> None:
+        """Under the transcript, while a reply streams into a conversation not on screen: say where."""
+        conv_id = self.session.streaming_conversation_id
+        if conv_id is None or conv_id == self.conversation_id:
+            self.stream_note.hide()
+            return
+        self.stream_note.setText(f"A reply is being written in “{self._conversation_title(conv_id)}”; it is saved "
+                                 "there. Send works again once it is done (one reply at a time).")
+        self.stream_note.show()
 
     def splitter_sizes(self) -> list[int]:
-        return self.splitter.sizes()
+        return self.panels.sizes()
 
     def set_splitter_sizes(self, sizes: list[int]) -> None:
         if len(sizes) == self.splitter.count() and sum(sizes) > 0:
-            self.splitter.setSizes(sizes)
+            self.panels.set_sizes(sizes)
 
     def shutdown(self) -> None:
         """Stop the reply (saving it), stop loading, join threads and end the engine process."""
         self.settings_panel.flush()
         self.conversations.shutdown()
         self.loader.shutdown()
+        self.serve_panel.shutdown()
         self.session.shutdown()
+        for worker in self._key_workers:
+            worker.wait()
+        self._key_workers = []
+        self.servers.close()
 
 
 def _shown_reply(turn):

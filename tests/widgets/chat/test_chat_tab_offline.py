@@ -31,7 +31,7 @@ def test_opens_the_newest_conversation_with_its_settings(qtbot, store):
     assert tab.conversation_id == newer.id
     assert tab.settings_panel.values() == ("new prompt", SamplingParams(top_k=3, seed=None))
     text = tab.view.toPlainText()
-    assert "Hello there" in text and "Hi! Here is code." in text and "30.0 tok/s" in text
+    assert "Hello there" in text and "Hi! Here is code." in text and "30 tokens (word pieces) a second" in text
     tab.open_conversation(older.id)
     assert tab.conversations.current_id() == older.id
     assert tab.settings_panel.values()[0] == "old prompt"
@@ -63,12 +63,30 @@ def test_context_policy_is_a_per_conversation_setting(qtbot, chat_tab, store):
     panel.context_policy_box.setCurrentIndex(panel.context_policy_box.findData("stop"))
     panel.flush()
     assert store.get_conversation(first).context_policy == "stop"
-    second = chat_tab.new_conversation()  # a new chat starts with the settings on show
-    assert store.get_conversation(second).context_policy == "stop"
-    panel.context_policy_box.setCurrentIndex(panel.context_policy_box.findData("drop_oldest"))
-    chat_tab.open_conversation(first)  # switching saves the pending edit first
-    assert store.get_conversation(second).context_policy == "drop_oldest"
+    second = chat_tab.new_conversation()
+    assert store.get_conversation(second).context_policy == "drop_oldest"  # the defaults, not the last chat
+    chat_tab.open_conversation(first)
     assert panel.context_policy() == "stop"
+
+
+def test_a_new_chat_starts_from_the_saved_defaults_not_the_last_chat(qtbot, chat_tab, store):
+    panel = chat_tab.settings_panel
+    first = chat_tab.new_conversation()
+    panel.system_prompt.setPlainText("You are a pirate.")
+    panel.sampling.temperature.setValue(1.4)
+    panel.flush()
+    second = chat_tab.new_conversation()  # seen: it silently copied the pirate prompt and 1.4
+    conv = store.get_conversation(second)
+    assert conv.system_prompt == "" and conv.sampling.temperature == SamplingParams().temperature
+    assert panel.system_prompt.toPlainText() == ""
+
+    chat_tab.open_conversation(first)
+    assert panel.save_as_default() and "Saved" in panel.default_note.text()
+    third = store.get_conversation(chat_tab.new_conversation())
+    assert third.system_prompt == "You are a pirate." and third.sampling.temperature == 1.4
+    panel.reset_default_button.click()
+    fourth = store.get_conversation(chat_tab.new_conversation())
+    assert fourth.system_prompt == "" and fourth.sampling == SamplingParams()
 
 
 def test_send_without_a_model_explains_and_saves_nothing(qtbot, chat_tab, store):

@@ -151,7 +151,7 @@ def test_dropping_a_good_file_on_the_window_adds_it(qtbot, window, tmp_path):
     assert window.models_tab.library.cell(good, "Name") == "dropped"
     # the Chat tab's picker offers it too
     picker = window.chat_tab.picker.local.models
-    assert "dropped  (F16, added by reference)" in [picker.itemText(i) for i in range(picker.count())]
+    assert "dropped F16 (added)" in [picker.itemText(i) for i in range(picker.count())]
 
 
 def test_dropping_bad_files_says_why_and_adds_nothing(qtbot, window, tmp_path, starter_model):
