@@ -117,20 +117,28 @@ def step_{i}(values: list[int]) -> int:
     return "".join(parts)[:tokens * 4].rsplit("\n", 1)[0] + "\n\nThat is all."
 
 
-def stream_markdown(args) -> None:
-    from PySide6.QtCore import QTimer
+def open_chat_window():
+    """(app, window, its Chat tab): the real main window, shown, on the Chat tab."""
     from PySide6.QtWidgets import QApplication
 
     from app.main_window import MainWindow
-    from runtime.engine.types import ReplyStats
-
-    from types import SimpleNamespace
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = MainWindow()
     window.show()
     chat = window.chat_tab
     window.tabs.setCurrentWidget(chat)
+    return app, window, chat
+
+
+def stream_markdown(args) -> None:
+    from PySide6.QtCore import QTimer
+
+    from runtime.engine.types import ReplyStats
+
+    from types import SimpleNamespace
+
+    app, window, chat = open_chat_window()
     view = chat.view
     history = []
     for n in range(10):
@@ -214,17 +222,11 @@ def main() -> None:
 
 def stream_from_model(args) -> None:
     import psutil
-    from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
     from runtime.engine.types import LoadOptions, SamplingParams
     from runtime.models.library import starter_model_path
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow()
-    window.show()
-    chat = window.chat_tab
-    window.tabs.setCurrentWidget(chat)
+    app, window, chat = open_chat_window()
     model = starter_model_path()
     chat.load_local(str(model), LoadOptions(n_ctx=args.tokens + 512, n_threads=args.threads))
     wait_for(chat.sig_model_ready, 120)

@@ -3,7 +3,8 @@
 Under a real display (X11, e.g. ``Xvfb :99 & DISPLAY=:99 QT_QPA_PLATFORM=xcb``) the pictures are taken
 from the screen, as a person sees the window; with ``QT_QPA_PLATFORM=offscreen`` they are rendered.
 
-The chat screenshot shows a short real reply from the starter model (needs the `starter` extra); the
+The chat screenshot shows a short real reply from the starter model (needs the `starter` extra), and
+chat-small the same at 800x600; the
 Compress one has the starter picked and three quantizations queued (one done, one running).
 The Models tab is shot twice: models-library.png (the models on this computer) and models.png
 (a search, a repo's files with fit badges and a download in progress, from the fake hub in
@@ -177,6 +178,16 @@ def benchmark_starter(app, window, out: Path) -> None:
     wait_for(app, lambda: False, 0.5)
 
 
+def small_window(app, window, out: Path) -> None:
+    """The Chat tab at 800x600 (chat-small): the side panels fold, the conversation keeps the room."""
+    window.tabs.setCurrentWidget(window.chat_tab)
+    window.resize(800, 600)
+    wait_for(app, lambda: window.chat_tab.panels.narrow, 10)
+    wait_for(app, lambda: False, 0.5)
+    save(window, "chat-small", out)
+    window.resize(1280, 800)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -209,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                 chat_with_starter(app, window, args.prompt)
             if name == "Benchmark":
                 benchmark_starter(app, window, args.out)
+                save(window, name, args.out)
+                small_window(app, window, args.out)
+                continue
             if name == "Compress":
                 compress_starter(app, window)
                 save(window, name, args.out)   # at once: the second job is still running

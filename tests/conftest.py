@@ -84,3 +84,26 @@ def _point_huggingface_hub_at(monkeypatch, url: str) -> None:
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
+
+
+@pytest.fixture
+def use_keyring():
+    """``use_keyring(backend)`` makes ``backend`` the keyring (and returns it); the old one is back after."""
+    import keyring
+
+    before = keyring.get_keyring()
+
+    def install(backend):
+        keyring.set_keyring(backend)
+        return backend
+
+    yield install
+    keyring.set_keyring(before)
+
+
+@pytest.fixture
+def memory_keyring(use_keyring):
+    """A real keyring backend kept in memory (CI has no OS keyring); its ``items`` are what was saved."""
+    from memory_keyring import MemoryKeyring
+
+    return use_keyring(MemoryKeyring())

@@ -202,7 +202,8 @@ def error_text(error: BaseException) -> str:
 
 def error_details(error: BaseException) -> str:
     """The technical side of a failure, for the Details button: its class, file and facts (the system's
-    own message, the engine's log, ...), one per line."""
+    own message, the engine's log, ...), one per line. '' for an expected error that has nothing more
+    to tell than its message (a typo in an address): no Details button then."""
     lines = [f"{type(error).__module__}.{type(error).__qualname__}"]
     if isinstance(error, WorkbenchError):
         lines[0] += f" (kind: {error.kind})"
@@ -217,4 +218,4 @@ def error_details(error: BaseException) -> str:
     cause = error.__cause__ or error.__context__
     if cause is not None and "details" not in getattr(error, "facts", {}):
         lines.append(f"Caused by {type(cause).__name__}: {cause}")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 1 or not isinstance(error, WorkbenchError) else ""

@@ -239,11 +239,8 @@ class MarkdownWriter:
                 else:
                     href = safe_link(str(child.attrGet("href") or ""))
                     if href:
-                        fmt.setAnchor(True)
-                        fmt.setAnchorHref(href)
-                        fmt.setForeground(QColor(self.theme.link))
+                        self._make_link(fmt, href)
                         fmt.setFontUnderline(True)
-                        fmt.setToolTip(href)
                 stack.append(fmt)
             elif kind in ("strong_close", "em_close", "s_close", "link_close"):
                 if len(stack) > 1:
@@ -254,13 +251,17 @@ class MarkdownWriter:
                 fmt.setFontItalic(True)
                 src = safe_link(str(child.attrGet("src") or ""))
                 if src:
-                    fmt.setAnchor(True)
-                    fmt.setAnchorHref(src)
-                    fmt.setForeground(QColor(self.theme.link))
-                    fmt.setToolTip(src)
+                    self._make_link(fmt, src)
                 cursor.insertText(f"[image: {alt}]", fmt)
             elif child.content:
                 cursor.insertText(child.content.replace("\n", " "), top)
+
+    def _make_link(self, fmt: QTextCharFormat, href: str) -> None:
+        """Make ``fmt`` a link to ``href`` (a safe_link address): link colour, the address on hover."""
+        fmt.setAnchor(True)
+        fmt.setAnchorHref(href)
+        fmt.setForeground(QColor(self.theme.link))
+        fmt.setToolTip(href)
 
     # -- code -------------------------------------------------------------------------------------
 

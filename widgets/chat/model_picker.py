@@ -14,7 +14,7 @@ from runtime.models.library import SOURCE_LABELS
 from widgets.common.fit_badge import fit_label, fit_style
 
 MAX_GPU_LAYERS = 999
-MAX_NAME_WIDTH = 640  # pixels: beyond this a name is cut in the closed list (the line under it is whole)
+MAX_NAME_WIDTH = 420  # pixels: beyond this a name is cut in the closed list (the line under it is whole)
 SHORT_SOURCES = {"app": "app folder", "added": "added", "hf-cache": "HF cache", "starter": "starter"}
 AUTO_LAYERS = -2   # the spin box value shown as "Auto" (LoadOptions.n_gpu_layers None)
 
@@ -150,6 +150,10 @@ class LocalModelForm(QWidget):
         if index >= 0:
             self.models.setCurrentIndex(index)
         return index >= 0
+
+    def row_for(self, path: str):
+        """The LibraryRow offered for this model path, or None."""
+        return next((r for r in self._rows if str(r.entry.path) == path), None)
 
     def current_row(self):
         index = self.models.currentIndex()

@@ -5,8 +5,8 @@ shows unless the person closed it. Two small checkable buttons above the transcr
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Signal
-from PySide6.QtWidgets import QHBoxLayout, QSplitter, QToolButton
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QScrollArea, QSplitter, QToolButton, QWidget
 
 NARROW_PX = 1000  # below this the conversation would be squeezed by two side panels
 
@@ -112,3 +112,26 @@ class FoldingPanels(QObject):
             button.setChecked(self.shown(name))
             button.blockSignals(False)
         self.sig_changed.emit()
+
+
+class VerticalScroll(QScrollArea):
+    """Scrolls ``content`` up and down only; always as wide as the content needs, so nothing is cut
+    at the right edge (a long model name widens the panel instead)."""
+
+    def __init__(self, content: QWidget, parent=None):
+        super().__init__(parent)
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        content.installEventFilter(self)
+        self._fit_width()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._fit_width()
+        return False
+
+    def _fit_width(self) -> None:
+        bar = self.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(self.widget().minimumSizeHint().width() + bar)

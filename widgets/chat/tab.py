@@ -10,8 +10,9 @@ Where a message goes is explicit (``ChatSession.active``): the "This computer / 
 switch chooses the target, the line under the picker always names it ("Messages go to: …"), and a
 load or connect changes it only once the new one is ready (a failed connect changes nothing). A
 conversation remembers the target that answered it; reopening one bound to another target keeps
-sending to the current one (as LM Studio does) and says so, with a button to switch back.
-Saved remote servers (name, URL, model) live in the database; their API keys in the OS keyring.
+sending to the current one (as LM Studio does) and says so, with a button to switch back (the
+comparison is ``widgets.chat.conversation_target``). Saved remote servers (name, URL, model) live in
+the database, their API keys in the OS keyring: ``widgets.chat.saved_servers.SavedServers``.
 
 One reply generates at a time, but the conversation list stays usable while it streams: its text is
 shown only while its own conversation is on screen (switching back re-shows it, still streaming),
@@ -20,42 +21,43 @@ and it is saved into that conversation whatever is shown. Send elsewhere meanwhi
 A reply the store could not save (another program holds the database's write lock) stays shown;
 a banner says so, offers "Copy reply", and "Retry" once the background retries are spent
 (``ChatSession.unsaved``). Nothing here waits on the database lock for long: UI-thread writes give up
-after ``UI_BUSY_TIMEOUT_S``, and the turn's writes and retries run on workers.
+after ``UI_BUSY_TIMEOUT_S``, and the turn's writes and retries run on workers. The banner's words
+are ``widgets.chat.notices``; what the transcript adds to the stored messages (the turn being
+written, an unsaved reply) is ``widgets.chat.transcript``.
 
 Test hooks: ``send(text)``, ``stop()``, ``regenerate()``, ``edit_message(message_id)``,
 ``load_local(path, options)``, ``connect_remote(url, key, model)``, ``reload_engine()``,
 ``choose_target("local" | "remote")``, ``save_server()``, ``delete_server(confirm=True)``,
-``switch_to_conversation_target()``,
-``loader.confirm_too_big`` (replaceable),
+``switch_to_conversation_target()``, ``loader.confirm_too_big`` (replaceable),
 ``open_conversation(id)``, ``new_conversation()``, ``copy_reply()``; the signals
 ``sig_reply_finished(message|None)``, ``sig_model_ready(str)`` and ``sig_server_saved(server)``; the
-attributes ``session``, ``chat`` (the open ConversationSession), ``engine``, ``store`` and ``servers``.
+attributes ``session``, ``chat`` (the open ConversationSession), ``engine``, ``store``, and from
+``saved_servers``: ``servers`` (the RemoteServerStore), ``keys`` (ServerKeys) and ``keyring_ok``.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from runtime.chat.remote_servers import ServerKeys, check_base_url, keyring_status
 from runtime.chat.session import DEFAULT_TITLE, ConversationSession
 from runtime.engine.types import LoadOptions
-from runtime.errors import EngineBuildMismatch, RemoteServerError, StoreError
-from runtime.store.remote_servers import RemoteServerStore
+from runtime.errors import RemoteServerError, StoreError
 from widgets.common.banner import Banner
 from widgets.common.busy_bar import BusyBar
 from widgets.chat.input import ChatInput
 from widgets.chat.session import ChatSession
 from widgets.chat.conversation_list import ConversationList
 from widgets.chat.conversation_settings import ConversationSettings
+from widgets.chat.conversation_target import preset_picker, same_server, same_target, target_text
+from widgets.chat import notices
 from widgets.chat.message_view import EXAMPLE_PROMPTS, MessageView
 from widgets.chat.model_loader import ModelLoader
 from widgets.chat.model_picker import ModelPicker
-from widgets.chat.panels import FoldingPanels
-from widgets.workers import Worker, error_details, error_text
+from widgets.chat.panels import FoldingPanels, VerticalScroll
+from widgets.chat.saved_servers import SavedServers
+from widgets.chat.transcript import before_message, shown_reply, unstored, with_turn_in_progress
+from widgets.workers import error_text
 
 
 UI_BUSY_TIMEOUT_S = 0.25  # a write from the UI thread waits this long for another writer, then says so
@@ -73,11 +75,6 @@ class ChatTab(QWidget):
         super().__init__(parent)
         self.store = store
         store.set_busy_timeout(UI_BUSY_TIMEOUT_S)  # this (UI) thread never waits long on the database
-        self.servers = RemoteServerStore(store.path)
-        self.servers.set_busy_timeout(UI_BUSY_TIMEOUT_S)
-        self.keys = ServerKeys()             # API keys: OS keyring, else this session only
-        self.keyring_ok: bool | None = None  # None until checked (on a worker: it may block)
-        self._key_workers: list[Worker] = []
         self.session = ChatSession(self)
         self.loader = ModelLoader(self.session, self)
         self.conversation_id: int | None = None
@@ -87,9 +84,9 @@ class ChatTab(QWidget):
         self._edit_message_id: int | None = None
         self._sending: tuple[str, int | None] | None = None  # (text, edited message id) of the turn running
         self._build()
+        self.saved_servers = SavedServers(store.path, self.picker.remote, self.banner, self, UI_BUSY_TIMEOUT_S)
+        self.servers, self.keys = self.saved_servers.servers, self.saved_servers.keys  # the store, the API keys
         self._wire()
-        self._reload_servers()
-        self._check_keyring()
         self._show_target()
         ids = self.conversations.ids()
         if ids:
@@ -153,12 +150,7 @@ class ChatTab(QWidget):
         self.serve_panel = ServePanel(self.session)
         side_layout.addWidget(self.serve_panel)
 
-        side_scroll = QScrollArea()  # a short window scrolls the settings instead of growing
-        side_scroll.setWidget(side)
-        side_scroll.setWidgetResizable(True)
-        side_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        side_scroll.setMinimumWidth(side.minimumSizeHint().width() + 16)
+        side_scroll = VerticalScroll(side)  # a short window scrolls the settings instead of growing
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         for widget in (self.conversations, middle, side_scroll):
@@ -185,9 +177,9 @@ class ChatTab(QWidget):
         self.picker.local.sig_load.connect(self._on_load_requested)
         self.picker.local.sig_refresh.connect(self.sig_library_refresh_requested)
         self.picker.sig_target_chosen.connect(self.choose_target)
-        self.picker.remote.sig_connect.connect(self._on_connect_clicked)
-        self.picker.remote.sig_save.connect(self.save_server)
-        self.picker.remote.sig_delete.connect(self.delete_server)
+        self.saved_servers.sig_connect.connect(self.connect_remote)
+        self.saved_servers.sig_saved.connect(self.sig_server_saved)
+        self.saved_servers.sig_deleted.connect(self._on_server_deleted)
         self.busy.sig_cancel.connect(self.loader.cancel)
         self.loader.sig_busy.connect(self._on_busy)
         self.loader.sig_idle.connect(self._on_idle)
@@ -203,12 +195,17 @@ class ChatTab(QWidget):
         s.sig_reply_failed.connect(self._on_reply_failed)
         s.sig_engine_died.connect(self._on_engine_died)
         s.sig_reply_saved.connect(self._on_reply_saved)
-        s.sig_save_failed.connect(lambda error: self._show_unsaved(error, final=True))
+        s.sig_save_failed.connect(lambda error: notices.unsaved(self.banner, error, final=True))
 
     @property
     def engine(self):
         """The running LocalEngine, or None."""
         return self.session.engine
+
+    @property
+    def keyring_ok(self) -> bool | None:
+        """Whether the OS keyring keeps API keys; None until checked."""
+        return self.saved_servers.keyring_ok
 
     # -- library and loading ----------------------------------------------------------------------
 
@@ -245,18 +242,9 @@ class ChatTab(QWidget):
         where they went before, and a failure leaves everything as it was.
         """
         self.banner.dismiss()
-        keys = self.keys
-        lookup = (lambda: keys.get(server.key_ref)) if server is not None and not api_key else None
+        lookup = self.saved_servers.key_lookup(server) if not api_key else None
         return self.loader.connect_remote(base_url, api_key, model, name=server.name if server else "",
                                           server_id=server.id if server else None, key_lookup=lookup)
-
-    def _on_connect_clicked(self) -> None:
-        form = self.picker.remote
-        server = form.current_server()
-        url = form.url()
-        if server is not None and url.rstrip("/") != server.base_url.rstrip("/"):
-            server = None  # the address was changed and not saved: connect to what is typed
-        self.connect_remote(url, form.api_key.text().strip(), form.model.text().strip(), server=server)
 
     def choose_target(self, kind: str) -> None:
         """Send the next messages to "local" (this computer) or "remote" (the connected server).
@@ -334,103 +322,21 @@ class ChatTab(QWidget):
         self.banner.show_error(error, after=after)
         self._show_target()
 
-    # -- saved remote servers ---------------------------------------------------------------------
-
-    def _reload_servers(self, select_id: int | None = None) -> list:
-        try:
-            servers = self.servers.list_servers()
-        except StoreError as exc:
-            self.banner.show_error(exc, before="The saved servers could not be read.")
-            return []
-        self.picker.remote.set_servers(servers, select_id)
-        return servers
-
-    def _check_keyring(self) -> None:
-        """Say next to the key field whether keys can be kept (the keyring may block: on a worker)."""
-        worker = Worker(lambda job: keyring_status(), name="keyring-check")
-        worker.sig_done.connect(self._on_keyring_checked)
-        self._start_key_worker(worker)
-
-    def _on_keyring_checked(self, status) -> None:
-        self.keyring_ok, why = status
-        self.picker.remote.set_key_note("Saved keys are kept in the OS keyring, never in the app's database."
-                                        if self.keyring_ok else why)
-
-    def _start_key_worker(self, worker: Worker) -> None:
-        self._key_workers = [w for w in self._key_workers if w.running]
-        self._key_workers.append(worker)
-        worker.start()
+    # -- saved remote servers (widgets.chat.saved_servers) ----------------------------------------
 
     def save_server(self):
-        """Save the server in the form (name, URL, model; its API key into the OS keyring, or for this
-        session only when there is none). Returns the RemoteServer, or None (the banner says why).
-        ``sig_server_saved`` follows once the key is stored."""
-        form = self.picker.remote
-        try:
-            url = check_base_url(form.base_url.text())
-        except RemoteServerError as exc:
-            self.banner.show_error(exc)
-            return None
-        name, model, key = form.name.text().strip(), form.model.text().strip(), form.api_key.text().strip()
-        current = form.current_server()
-        try:
-            if current is not None:
-                server = self.servers.update_server(current.id, name=name, base_url=url, model=model)
-            else:
-                server = self.servers.add_server(name, url, model)
-        except (ValueError, LookupError) as exc:
-            self.banner.show_message(str(exc).strip("'\""), "error")
-            return None
-        except StoreError as exc:
-            self.banner.show_error(exc, before="The server was not saved.")
-            return None
-        self._reload_servers(server.id)
-        form.api_key.clear()
-        if not key:
-            self.banner.show_message(f"Saved server '{server.name}'.", "info")
-            self.sig_server_saved.emit(server)
-            return server
-        keys = self.keys
-        worker = Worker(lambda job: keys.put(server.key_ref, key), name="keyring-save")
-        worker.sig_done.connect(lambda where: self._on_key_saved(server, where))
-        worker.sig_failed.connect(lambda error: self._on_key_saved(server, "", error))
-        self._start_key_worker(worker)
-        return server
-
-    def _on_key_saved(self, server, where: str, error=None) -> None:
-        if error is not None:
-            self.banner.show_message(f"Saved server '{server.name}'. {error_text(error)}", "warning")
-        elif where == "session":
-            self.banner.show_message(f"Saved server '{server.name}'. Its API key is kept for this session only: "
-                                     "no OS keyring is available on this computer.", "warning")
-        else:
-            self.banner.show_message(f"Saved server '{server.name}'; its API key is in the OS keyring.", "info")
-        self.sig_server_saved.emit(server)
+        """Save the server in the remote form; the RemoteServer, or None (the banner says why).
+        ``sig_server_saved`` follows once its key is stored."""
+        return self.saved_servers.save()
 
     def delete_server(self, confirm: bool | None = None) -> bool:
         """Forget the chosen saved server and its key (conversations bound to it keep their messages)."""
-        server = self.picker.remote.current_server()
-        if server is None:
-            return False
-        if confirm is None:
-            answer = QMessageBox.question(
-                self, "Delete server", f"Forget the server '{server.name}' and its saved API key?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-            confirm = answer == QMessageBox.StandardButton.Yes
-        if not confirm:
-            return False
-        try:
-            self.servers.delete_server(server.id)
-        except StoreError as exc:
-            self.banner.show_error(exc, before="The server was not deleted.")
-            return False
-        keys = self.keys
-        self._start_key_worker(Worker(lambda job: keys.forget(server.key_ref), name="keyring-forget"))
+        return self.saved_servers.delete(confirm)
+
+    def _on_server_deleted(self, server) -> None:
         if self.session.remote_server_id == server.id:
             self.session.remote_name, self.session.remote_server_id = "", None  # still connected, now unsaved
-        self._reload_servers()
         self._show_target()
-        return True
 
     # -- conversations ----------------------------------------------------------------------------
 
@@ -509,9 +415,9 @@ class ChatTab(QWidget):
             messages = self.store.messages(self.conversation_id)
             unsaved = self.session.unsaved
             if unsaved is not None and unsaved[0].conversation_id == self.conversation_id:
-                messages = [*messages, _shown_reply(unsaved[1])]
+                messages = [*messages, shown_reply(unsaved[1])]
             if streaming:
-                messages = self._with_turn_in_progress(messages)
+                messages = with_turn_in_progress(messages, self._sending)
         self._shown_forgotten = self.chat.dropped if self.chat else 0
         if not messages and not streaming:
             self._show_welcome()
@@ -520,23 +426,6 @@ class ChatTab(QWidget):
         if streaming:
             self.view.begin_stream()
             self.view.append_stream_text(self.session.streamed_text)
-
-    def _with_turn_in_progress(self, messages: list) -> list:
-        """The stored messages as the running turn will leave them, less its reply (which streams):
-        the user's message even before the worker has written it, an edit's cut, no old reply."""
-        sending = self._sending
-        if messages and messages[-1].role == "assistant":
-            before = messages[-2] if len(messages) > 1 else None
-            if sending is None or (before is not None and before.role == "user" and before.content == sending[0]):
-                messages = messages[:-1]  # regenerate's old reply, or this turn's reply saved a moment ago
-        if sending is None:
-            return messages
-        text, edit_id = sending
-        if messages and messages[-1].role == "user" and messages[-1].content == text:
-            return messages
-        if edit_id is not None:
-            messages = next((messages[:i] for i, m in enumerate(messages) if m.id == edit_id), messages)
-        return [*messages, SimpleNamespace(id=None, role="user", content=text, stats=None)]
 
     def _offer_conversation_target(self, conv) -> None:
         """Reopening a conversation answered elsewhere: say where the next message goes, offer to switch.
@@ -547,53 +436,18 @@ class ChatTab(QWidget):
         if s.engine is None and s.remote is None and not s.loading:
             self._preset_picker(conv)
             return
-        if self.view.is_empty() or self._same_target(conv):
+        if self.view.is_empty() or same_target(s, conv):
             return
-        then = self._conversation_target_text(conv)
-        now = s.target_text()
+        then = target_text(conv, s, self.picker.local, self.saved_servers)
         self.banner.show_message(
-            f"This conversation was answered by {then}. {now} Sending adds to this conversation with "
+            f"This conversation was answered by {then}. {s.target_text()} Sending adds to this conversation with "
             "that target from now on.", "info", "switch_target", "Switch back")
-
-    def _same_target(self, conv) -> bool:
-        s = self.session
-        if conv.backend == "local":
-            return s.active == "local" and s.engine is not None and s.local_model_ref == conv.model_ref
-        if s.active != "remote" or s.remote is None:
-            return False
-        if conv.remote_server_id is not None and conv.remote_server_id == s.remote_server_id:
-            return True
-        return (s.remote.base_url.rstrip("/") == conv.remote_base_url.rstrip("/")
-                and (not conv.model_ref or conv.model_ref == s.remote.model))
-
-    def _conversation_target_text(self, conv) -> str:
-        from widgets.chat.session import model_label
-
-        if conv.backend == "local":
-            if not conv.model_ref:
-                return "a model on this computer"
-            if conv.model_ref == self.session.local_model_ref and self.session.local_label:
-                return f"{self.session.local_label} on this computer"
-            row = next((r for r in self.picker.local._rows if str(r.entry.path) == conv.model_ref), None)
-            label = model_label(conv.model_ref, row.entry.info.file_type if row is not None else "")
-            return f"{label} on this computer"
-        server = self.servers.get_server(conv.remote_server_id) if conv.remote_server_id else None
-        where = f"server '{server.name}'" if server else f"the server at {conv.remote_base_url}"
-        return f"{where} (model {conv.model_ref or 'its default'})"
 
     def _preset_picker(self, conv) -> None:
         """Pre-select what a conversation used (nothing is loaded or connected automatically)."""
-        if conv.backend == "remote":
-            form = self.picker.remote
-            if not (conv.remote_server_id and form.select_server(conv.remote_server_id)):
-                form.select_server(None)
-                form.servers.setCurrentIndex(form.servers.count() - 1)  # "New server…"
-                form.base_url.setText(conv.remote_base_url)
-                form.model.setText(conv.model_ref)
-            self.choose_target("remote")
-        elif conv.model_ref:
-            self.picker.local.select_path(conv.model_ref)
-            self.choose_target("local")
+        kind = preset_picker(self.picker, conv)
+        if kind is not None:
+            self.choose_target(kind)
 
     def switch_to_conversation_target(self) -> bool:
         """Make the open conversation's own target the one messages go to (load or connect if needed)."""
@@ -610,7 +464,7 @@ class ChatTab(QWidget):
                 return False
             self.picker.local.select_path(conv.model_ref)
             return self.load_local(conv.model_ref, self.picker.local.options())
-        if s.remote is not None and self._same_target_remote(conv):
+        if same_server(s, conv):
             self.choose_target("remote")
             return True
         self._preset_picker(conv)
@@ -619,12 +473,6 @@ class ChatTab(QWidget):
             return self.connect_remote(server.base_url, "", server.model, server=server)
         self.banner.show_message("Enter the server's API key if it needs one, and press Connect.", "info")
         return False
-
-    def _same_target_remote(self, conv) -> bool:
-        s = self.session
-        if conv.remote_server_id is not None and conv.remote_server_id == s.remote_server_id:
-            return True
-        return s.remote.base_url.rstrip("/") == conv.remote_base_url.rstrip("/")
 
     def _on_conversation_selected(self, conversation_id) -> None:
         if conversation_id != self.conversation_id:
@@ -655,13 +503,8 @@ class ChatTab(QWidget):
         text = (self.input.toPlainText() if text is None else text).strip()
         if not text:
             return False
-        if self.session.generating:
-            self._explain_one_at_a_time()
+        if not self._can_start_reply():
             return False
-        if not self.session.ready:
-            self._explain_not_ready()
-            return False
-        self.settings_panel.flush()
         if self.conversation_id is None and self.new_conversation(from_panel=True) < 0:
             return False
         edit_id = self._edit_message_id
@@ -669,9 +512,8 @@ class ChatTab(QWidget):
         self.input.clear()
         if edit_id is not None:
             messages = self.store.messages(self.conversation_id)
-            kept = next((messages[:i] for i, m in enumerate(messages) if m.id == edit_id), messages)
-            self._show_messages(kept)
-        self.view.append_message(SimpleNamespace(id=None, role="user", content=text, stats=None))
+            self._show_messages(before_message(messages, edit_id))
+        self.view.append_message(unstored("user", text))
         self._begin_reply((text, edit_id))
         params = self.settings_panel.values()[1]
         if edit_id is None:
@@ -684,13 +526,8 @@ class ChatTab(QWidget):
         """Drop the last reply and ask for a new one to the same messages."""
         if self.conversation_id is None:
             return False
-        if self.session.generating:
-            self._explain_one_at_a_time()
+        if not self._can_start_reply():
             return False
-        if not self.session.ready:
-            self._explain_not_ready()
-            return False
-        self.settings_panel.flush()
         messages = self.store.messages(self.conversation_id)
         if messages and messages[-1].role == "assistant":
             messages = messages[:-1]
@@ -702,27 +539,25 @@ class ChatTab(QWidget):
         self.session.regenerate(self.chat, self.settings_panel.values()[1])
         return True
 
+    def _can_start_reply(self) -> bool:
+        """True (with the settings saved) when a reply can start now; else the banner says why not."""
+        if self.session.generating:
+            self._explain_one_at_a_time()
+            return False
+        if not self.session.ready:
+            self._explain_not_ready()
+            return False
+        self.settings_panel.flush()
+        return True
+
     def stop(self) -> None:
         """Stop the reply (wherever it streams); what was generated so far is kept and saved."""
         self.session.stop()
 
-    def _streaming_title(self) -> str:
-        conv_id = self.session.streaming_conversation_id
-        try:
-            return self.store.get_conversation(conv_id).title if conv_id is not None else ""
-        except StoreError:
-            return "another conversation"
-
     def _explain_one_at_a_time(self) -> None:
-        """Send while a reply streams: one reply at a time (one engine); the typed text stays."""
-        if self.session.streaming_conversation_id == self.conversation_id:
-            self.banner.show_message("Wait for this reply to finish, or press Stop; your message stays in the box.",
-                                     "info")
-            return
-        self.banner.show_message(
-            f"Nothing was sent: a reply is still being written in “{self._streaming_title()}” and only one reply "
-            "is written at a time. Your message stays in the box: send it when that reply is done, or stop it.",
-            "info", "stop_reply", "Stop that reply")
+        conv_id = self.session.streaming_conversation_id
+        elsewhere = self._conversation_title(conv_id) if conv_id != self.conversation_id else None
+        notices.one_at_a_time(self.banner, elsewhere)
 
     def edit_message(self, message_id: int) -> bool:
         """Put a user message back in the input; sending replaces it and everything after it."""
@@ -773,7 +608,7 @@ class ChatTab(QWidget):
             self.view.append_stream_text(text)
 
     def _on_reply_done(self, turn) -> None:
-        message = _shown_reply(turn)
+        message = shown_reply(turn)
         if self.session.turn_conversation_id != self.conversation_id:
             # the reply went on in a conversation not shown now: it is saved there; nothing to draw
             self._sending = None
@@ -789,7 +624,7 @@ class ChatTab(QWidget):
                 self.view.set_pending_user_id(turn.user.id)
             self._finish_reply(message, redraw=False)
         if turn is not None and turn.save_error is not None:
-            self._show_unsaved(turn.save_error, final=False)
+            notices.unsaved(self.banner, turn.save_error, final=False)
 
     def _on_reply_failed(self, error) -> None:
         sending = self._sending
@@ -809,23 +644,18 @@ class ChatTab(QWidget):
             else:
                 self.input.setPlainText(text)
         turn = getattr(error, "turn", None)
-        self._finish_reply(_shown_reply(turn) if turn is not None else None)
+        self._finish_reply(shown_reply(turn) if turn is not None else None)
         unsaved = self.session.unsaved  # this reply, or an earlier one the turn had to save first
         if unsaved is not None:
             first = error is unsaved[1].save_error
             before = "Nothing was sent: the reply before must be saved first." if first else error_text(error)
-            self._show_unsaved(unsaved[1].save_error, final=True, before=before)
+            notices.unsaved(self.banner, unsaved[1].save_error, final=True, before=before)
         elif not self.session.engine_dead:
             self.banner.show_error(error)
 
     def _on_engine_died(self, error) -> None:
-        """Say why the engine died; offer Reload unless this llama.cpp build cannot run on this CPU."""
         self._show_target()
-        if isinstance(error, EngineBuildMismatch):
-            self.banner.show_error(error, after="This conversation is saved.")
-        else:
-            self.banner.show_message(f"{error.message} This conversation is saved; reload the model to continue.",
-                                     "error", action="reload", action_text="Reload", details=error_details(error))
+        notices.engine_died(self.banner, error)
         self._update_controls()
 
     def _conversation_title(self, conversation_id) -> str:
@@ -859,19 +689,6 @@ class ChatTab(QWidget):
         QGuiApplication.clipboard().setText(self.session.unsaved[1].text)
         return True
 
-    def _show_unsaved(self, error, final: bool, before: str = "") -> None:
-        """Say that a reply is not saved: retrying in the background, or (``final``) failed, with Retry."""
-        if final:
-            text = (f"The reply could not be saved. {error_text(error)}\nIt is still shown here: click Retry "
-                    "once that is done, or Copy reply to keep it elsewhere.")
-        else:
-            text = (f"The reply is not saved yet ({error.message}). Retrying in the background; "
-                    "the reply stays shown here meanwhile.")
-        text = f"{before}\n{text}" if before else text
-        more = (("retry_save", "Retry"),) if final else ()
-        self.banner.show_message(text, "error" if final else "warning", "copy_reply", "Copy reply", more,
-                                 details=error_details(error))
-
     def _on_reply_saved(self, message) -> None:
         if self.banner.action == "copy_reply":
             if message is not None:
@@ -881,21 +698,8 @@ class ChatTab(QWidget):
         self.conversations.schedule_reload()
 
     def _explain_not_ready(self) -> None:
-        s = self.session
-        if s.loading:
-            what = "The server is still being checked" if s.loading_kind == "remote" else "The model is still loading"
-            self.banner.show_message(f"{what}: nothing was sent. Your message stays in the box.", "info")
-        elif s.active == "remote":
-            text = ("Remote server is chosen but not connected, so nothing was sent (not to this computer either). "
-                    "Press Connect on the right; your message stays in the box.")
-            if s.local_ready:
-                self.banner.show_message(text, "info", "use_local", f"Use {s.local_label} on this computer")
-            else:
-                self.banner.show_message(text, "info")
-        elif s.engine_dead:
-            self._on_engine_died(s.engine.crash_error("idle"))
-        else:
-            self.banner.show_message("Load a model (or connect to a server) first, on the right.", "info")
+        if not notices.not_ready(self.banner, self.session):  # the engine died: say so, offer Reload
+            self._on_engine_died(self.session.engine.crash_error("idle"))
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -935,14 +739,5 @@ class ChatTab(QWidget):
         self.loader.shutdown()
         self.serve_panel.shutdown()
         self.session.shutdown()
-        for worker in self._key_workers:
-            worker.wait()
-        self._key_workers = []
-        self.servers.close()
+        self.saved_servers.shutdown()
 
-
-def _shown_reply(turn):
-    """What to show for a turn's reply: the saved message, the unsaved text (id None), or None."""
-    if turn is None or turn.save_error is None:
-        return None if turn is None else turn.reply
-    return SimpleNamespace(id=None, role="assistant", content=turn.text, stats=turn.stats)

@@ -6,6 +6,7 @@ import signal
 
 import pytest
 
+from engine_helpers import started_engine
 from runtime.chat.context import reply_room
 from runtime.chat.session import DEFAULT_TITLE, ConversationSession
 from runtime.engine.client import estimate_tokens
@@ -13,7 +14,6 @@ from runtime.engine.local import LocalEngine
 from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.errors import ContextOverflow, EngineCrashed
 from runtime.jobs import CancelToken
-from runtime.store.conversations import ConversationStore
 
 N_CTX = 512
 GREEDY = SamplingParams(temperature=0, max_tokens=32)
@@ -23,16 +23,8 @@ QUESTIONS = [f"Tell me one fact about the number {n}." for n in range(1, 30)]
 
 @pytest.fixture(scope="module")
 def engine(starter_model):
-    engine = LocalEngine(starter_model, LoadOptions(n_ctx=N_CTX, n_threads=2))
-    engine.start()
-    yield engine
-    engine.stop()
+    yield from started_engine(starter_model, LoadOptions(n_ctx=N_CTX, n_threads=2))
 
-
-@pytest.fixture
-def store(tmp_path):
-    with ConversationStore(tmp_path / "chats.sqlite") as s:
-        yield s
 
 
 def new_chat(store, engine, **fields) -> ConversationSession:

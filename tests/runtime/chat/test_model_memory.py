@@ -8,15 +8,9 @@ from runtime.engine.local import LocalEngine
 from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.models.gguf_info import read_gguf_info
 from runtime.models.hardware import estimate_model_memory
-from runtime.store.conversations import ConversationStore
 
 LONG_PROMPT = "Summarise this in one sentence: " + "The quick brown fox jumps over the lazy dog. " * 60
 
-
-@pytest.fixture
-def store(tmp_path):
-    with ConversationStore(tmp_path / "chats.sqlite") as s:
-        yield s
 
 
 @pytest.mark.parametrize("n_ctx", [2048, 8192])

@@ -1,25 +1,12 @@
 """Remote server addresses are checked in words before any network call; API keys go to the keyring."""
 from __future__ import annotations
 
-import keyring
 import pytest
 from keyring.backends import fail
 from memory_keyring import MemoryKeyring
 
 from runtime.chat.remote_servers import ADD_SCHEME_HINT, SERVICE, ServerKeys, check_base_url, keyring_status
 from runtime.errors import RemoteServerError
-
-
-@pytest.fixture
-def use_keyring():
-    before = keyring.get_keyring()
-
-    def install(backend):
-        keyring.set_keyring(backend)
-        return backend
-
-    yield install
-    keyring.set_keyring(before)
 
 
 @pytest.mark.parametrize("text, words", [

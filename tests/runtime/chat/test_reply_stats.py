@@ -14,13 +14,13 @@ import threading
 
 import pytest
 
+from engine_helpers import started_engine, stop_after
 from runtime.chat.session import ConversationSession
 from runtime.engine.client import ChatClient
 from runtime.engine.local import LocalEngine
 from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.errors import EngineCrashed
 from runtime.jobs import CancelToken
-from runtime.store.conversations import ConversationStore
 
 OPTIONS = LoadOptions(n_ctx=1024, n_threads=2)
 STORY = "Write a long story about a lighthouse keeper and his cat."
@@ -32,16 +32,8 @@ def greedy(max_tokens: int) -> SamplingParams:
 
 @pytest.fixture(scope="module")
 def engine(starter_model):
-    engine = LocalEngine(starter_model, OPTIONS)
-    engine.start()
-    yield engine
-    engine.stop()
+    yield from started_engine(starter_model, OPTIONS)
 
-
-@pytest.fixture
-def store(tmp_path):
-    with ConversationStore(tmp_path / "chats.sqlite") as s:
-        yield s
 
 
 def assert_exact_for(engine, text: str, stats) -> None:
@@ -146,14 +138,7 @@ def test_a_remote_reply_is_counted_by_its_usage_not_by_its_chunks(plain_server):
 
 
 def test_a_stopped_remote_reply_without_counts_says_unknown_not_chunks(plain_server):
-    cancel = CancelToken()
-    seen: list[str] = []
-
-    def on_text(text: str) -> None:
-        seen.append(text)
-        if len(seen) == 5:
-            cancel.cancel()
-
+    seen, on_text, cancel = stop_after(5)
     reply = plain_server.stream_chat([{"role": "user", "content": "hi"}], greedy(100), on_text=on_text,
                                      cancel=cancel)
     stats = reply.stats

@@ -8,13 +8,7 @@ import pytest
 from runtime.chat.transfer import conversation_markdown, export_json, export_markdown, import_json
 from runtime.engine.types import ReplyStats, SamplingParams
 from runtime.errors import ExportError, TransferError
-from runtime.store.conversations import ConversationStore
 
-
-@pytest.fixture
-def store(tmp_path):
-    with ConversationStore(tmp_path / "chats.sqlite") as s:
-        yield s
 
 
 @pytest.fixture

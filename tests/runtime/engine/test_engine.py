@@ -9,6 +9,7 @@ import time
 import psutil
 import pytest
 
+from engine_helpers import started_engine, stop_after
 from runtime.engine.client import ChatClient
 from runtime.engine.types import LoadOptions, SamplingParams
 from runtime.engine.local import LocalEngine
@@ -25,10 +26,7 @@ GREEDY = SamplingParams(temperature=0, max_tokens=24)
 
 @pytest.fixture(scope="module")
 def engine(starter_model):
-    engine = LocalEngine(starter_model, LoadOptions(n_ctx=2048, n_threads=2))
-    engine.start()
-    yield engine
-    engine.stop()
+    yield from started_engine(starter_model, LoadOptions(n_ctx=2048, n_threads=2))
 
 
 def test_streams_a_reply_with_stats(engine):
@@ -65,14 +63,7 @@ def test_second_turn_evaluates_only_the_new_tokens(engine):
 
 def test_stop_mid_reply_keeps_the_partial_text_and_the_engine_usable(engine):
     client = engine.client()
-    cancel = CancelToken()
-    seen: list[str] = []
-
-    def on_text(text: str) -> None:
-        seen.append(text)
-        if len(seen) == 5:
-            cancel.cancel()
-
+    seen, on_text, cancel = stop_after(5)
     reply = client.stream_chat([{"role": "user", "content": "Write a long story about a lighthouse."}],
                                SamplingParams(max_tokens=400, seed=3), on_text=on_text, cancel=cancel)
     assert reply.stats.finish_reason == "cancelled"

@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from engine_helpers import started_engine
 from runtime.engine.client import MAX_EVENT_BYTES, ChatClient
 from runtime.engine.local import LocalEngine
 from runtime.engine.runner import LlamaRunner
@@ -37,10 +38,7 @@ HOSTILE_TEMPLATE = (
 
 @pytest.fixture(scope="module")
 def engine(starter_model):
-    engine = LocalEngine(starter_model, LoadOptions(n_ctx=4096, n_threads=2))
-    engine.start()
-    yield engine
-    engine.stop()
+    yield from started_engine(starter_model, LoadOptions(n_ctx=4096, n_threads=2))
 
 
 @pytest.fixture(scope="module")

@@ -3,37 +3,14 @@ from __future__ import annotations
 
 import logging
 
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
-from keyring.errors import PasswordDeleteError
 
+from memory_keyring import MemoryKeyring
 from runtime.errors import WorkbenchError
 from runtime.hub import token as tok
 
 SECRET = "hf_ThisIsTheSecret0123456789"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that keeps passwords in a dict (CI machines have no OS keyring)."""
-
-    priority = 1
-
-    def __init__(self):
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.items.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.items[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if (service, username) not in self.items:
-            raise PasswordDeleteError("not there")
-        del self.items[(service, username)]
 
 
 class BrokenKeyring(MemoryKeyring):
@@ -46,17 +23,9 @@ class BrokenKeyring(MemoryKeyring):
         raise RuntimeError(f"cannot store {password}")
 
 
-@pytest.fixture
-def use_keyring(monkeypatch):
+@pytest.fixture(autouse=True)
+def no_hf_token(monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    before = keyring.get_keyring()
-
-    def install(backend):
-        keyring.set_keyring(backend)
-        return backend
-
-    yield install
-    keyring.set_keyring(before)
 
 
 def test_hf_token_comes_first(use_keyring, monkeypatch):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from memory_keyring import MemoryKeyring, installed
 from runtime.chat.remote_servers import SERVICE
 from tests.widgets.conftest import LOAD_TIMEOUT_MS, REPLY_TIMEOUT_MS
 
@@ -24,12 +23,6 @@ def count_requests(monkeypatch, client) -> list:
     real = client.stream_chat
     monkeypatch.setattr(client, "stream_chat", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     return calls
-
-
-@pytest.fixture
-def memory_keyring():
-    with installed(MemoryKeyring()) as ring:
-        yield ring
 
 
 @pytest.fixture

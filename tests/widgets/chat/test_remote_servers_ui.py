@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from keyring.backends import fail
 
-from memory_keyring import MemoryKeyring, installed
+from memory_keyring import installed
 from runtime.chat.remote_servers import SERVICE
 from runtime.store.conversations import ConversationStore
 from widgets.chat.model_picker import NEW_SERVER
@@ -40,12 +39,6 @@ def save(qtbot, tab, name, url, key="", model=""):
 def database_bytes(path: Path) -> bytes:
     return b"".join(Path(f"{path}{end}").read_bytes() for end in ("", "-wal", "-shm")
                     if Path(f"{path}{end}").exists())
-
-
-@pytest.fixture
-def memory_keyring():
-    with installed(MemoryKeyring()) as ring:
-        yield ring
 
 
 def test_saved_servers_persist_and_their_keys_live_in_the_keyring_only(qtbot, workbench_home, memory_keyring):

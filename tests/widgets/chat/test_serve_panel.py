@@ -5,25 +5,12 @@ import socket
 
 from PySide6.QtGui import QGuiApplication
 
+from engine_helpers import free_port, refused
 from runtime.engine.client import ChatClient
 from runtime.engine.types import LoadOptions, SamplingParams
 from tests.widgets.conftest import LOAD_TIMEOUT_MS
 
 WAIT_MS = 30_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def switch_on(qtbot, panel, port: int):

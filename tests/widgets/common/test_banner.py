@@ -45,6 +45,8 @@ def test_a_message_without_details_has_no_details_button(qtbot):
     banner.show()
     banner.show_message("Saved.", "info")
     assert not banner.details_button.isVisible() and banner.details() == ""
+    banner.show_error(RemoteServerError("'x' is missing http:// in front."))  # nothing more to tell
+    assert not banner.details_button.isVisible()
 
 
 def test_an_unexpected_error_keeps_its_python_text_out_of_the_message():
