@@ -76,27 +76,32 @@ def _check_arguments(args):
     return options, params
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    from runtime.engine.local import LocalEngine
+def check_model_fits(path, n_ctx: int, force: bool) -> None:
+    """Refuse a model too big for this machine (unless ``force``: then warn), warn when memory is tight."""
     from runtime.errors import InsufficientMemoryError
     from runtime.models.gguf_info import read_gguf_info
     from runtime.models.hardware import check_fit
+
+    verdict = check_fit(read_gguf_info(path), n_ctx)
+    if verdict.status == "too_big":
+        if not force:
+            raise InsufficientMemoryError(
+                f"{path.name} is too big for this machine: it {verdict.detail}.",
+                hint="Use a smaller quantization or context length (--ctx), or pass --force to try anyway.",
+                path=str(path))
+        print(f"warning: {verdict.message}", file=sys.stderr)
+    elif verdict.status == "tight":
+        print(f"warning: memory is tight: it {verdict.detail}", file=sys.stderr)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from runtime.engine.local import LocalEngine
     from runtime.models.library import resolve_model
     from runtime.store.conversations import ConversationStore
 
     options, params = _check_arguments(args)
     path = resolve_model(args.model)
-    verdict = check_fit(read_gguf_info(path), args.ctx)
-    if verdict.status == "too_big":
-        if not args.force:
-            raise InsufficientMemoryError(
-                f"{path.name} is too big for this machine: it {verdict.detail}.",
-                hint="Use a smaller quantization or context length (--ctx), or pass --force to try anyway.",
-                path=str(path),
-            )
-        print(f"warning: {verdict.message}", file=sys.stderr)
-    elif verdict.status == "tight":
-        print(f"warning: memory is tight: it {verdict.detail}", file=sys.stderr)
+    check_model_fits(path, args.ctx, args.force)
 
     store = ConversationStore(busy_timeout_s=STORE_BUSY_TIMEOUT_S)
     engine = LocalEngine(path, options)

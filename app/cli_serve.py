@@ -50,25 +50,8 @@ def _port(text: str) -> int:
     return value
 
 
-def _check_fit(path, n_ctx: int, force: bool) -> None:
-    """Refuse a model too big for this machine (unless ``force``), warn when memory is tight."""
-    from runtime.errors import InsufficientMemoryError
-    from runtime.models.gguf_info import read_gguf_info
-    from runtime.models.hardware import check_fit
-
-    verdict = check_fit(read_gguf_info(path), n_ctx)
-    if verdict.status == "too_big":
-        if not force:
-            raise InsufficientMemoryError(
-                f"{path.name} is too big for this machine: it {verdict.detail}.",
-                hint="Use a smaller quantization or context length (--ctx), or pass --force to try anyway.",
-                path=str(path))
-        print(f"warning: {verdict.message}", file=sys.stderr)
-    elif verdict.status == "tight":
-        print(f"warning: memory is tight: it {verdict.detail}", file=sys.stderr)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
+    from app.cli_chat import check_model_fits
     from runtime.engine.local import LocalEngine, is_loopback
     from runtime.engine.types import LoadOptions
     from runtime.errors import WorkbenchError
@@ -83,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host:
         raise WorkbenchError("--host is empty.", hint="Leave it out to serve on 127.0.0.1 (this computer only).")
     path = resolve_model(args.model)
-    _check_fit(path, args.ctx, args.force)
+    check_model_fits(path, args.ctx, args.force)
     if not is_loopback(host):
         print(f"warning: serving on {host}: other computers that can reach this address can use the model "
               "(with the API key). Leave out --host to serve this computer only.", file=sys.stderr)
