@@ -94,7 +94,9 @@ def test_ctrl_c_stops_and_removes_the_partial_file(tmp_path):
     """A real `workbench convert`, frozen the moment its partial file appears, then sent SIGINT."""
     if os.name != "posix":
         pytest.skip("SIGSTOP/SIGINT are POSIX")
-    folder = build_checkpoint("llama", tmp_path / "medium", hidden=512, layers=8, ffn=1408)
+    # Big enough that writing takes ~0.3 s: after SIGCONT the Ctrl-C must land before the writer ends,
+    # also on a machine busy with other work (8 layers took 0.1 s and lost that race under load).
+    folder = build_checkpoint("llama", tmp_path / "medium", hidden=512, layers=24, ffn=1408)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "app", "convert", str(folder), "--out", str(out_dir / "m.gguf"),
