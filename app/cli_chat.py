@@ -127,7 +127,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                           "load_s": engine.ready_info.get("load_s"),
                           "conversation_id": chat.conversation_id, "dropped": reply.dropped,
                           "placement": engine.placement,
-                          "n_gpu_layers": engine.ready_info.get("n_gpu_layers"),
+                          "n_gpu_layers": engine.ready_info.get("n_gpu_layers"),  # what was asked for
+                          "offload": engine.ready_info.get("offload"),  # what llama.cpp did
                           "saved": kept_in is None, "kept_in_file": str(kept_in) if kept_in else None}, indent=2))
     else:
         print()
@@ -138,6 +139,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         print(f"conversation {chat.conversation_id} (continue it with --conversation {chat.conversation_id})",
               file=sys.stderr)
         print(f"{reply.stats.summary()} · {engine.placement}", file=sys.stderr)
+        if engine.offload is not None:
+            print(f"llama.cpp placed it: {engine.offload.summary()}", file=sys.stderr)
     if kept_in is not None:
         print(f"warning: the reply could not be saved in the conversation ({reply.save_error.message}); "
               f"it was written to {kept_in}", file=sys.stderr)

@@ -108,8 +108,24 @@ class LocalEngine:
 
     @property
     def placement(self) -> str:
-        """Where the model runs, from the engine: "CPU", "CUDA0: 31/31 layers", ... ('' before ready)."""
+        """Where the model runs, as llama.cpp reported it: "CPU", "CUDA0: 31/31 layers", "CPU (asked for
+        all GPU layers; llama.cpp offloaded 0: this build has no GPU backend)" ('' before ready)."""
         return self.ready_info.get("placement", "")
+
+    @property
+    def offload(self):
+        """What llama.cpp did with the model (``runtime.engine.placement.PlacementReport``: layers
+        offloaded, buffers per device, ``summary()``); None before ready or from an engine without it."""
+        from runtime.engine.placement import PlacementReport
+
+        data = self.ready_info.get("offload")
+        return PlacementReport.from_dict(data) if isinstance(data, dict) else None
+
+    @property
+    def requested_gpu_layers(self) -> int | None:
+        """The GPU layers the engine asked llama.cpp for (after the automatic choice; None before ready)."""
+        value = self.ready_info.get("n_gpu_layers")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def start(self, cancel: CancelToken | None = None, on_event: Callable[[dict], None] | None = None) -> None:
         """Spawn the engine and wait until it reports the model loaded (or why it could not).

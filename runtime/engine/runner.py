@@ -44,14 +44,23 @@ class GenerationStats:
 
 
 class _LogCapture:
-    """Keeps llama.cpp's recent log lines so a failed load can be explained (never parsed for data)."""
+    """Keeps llama.cpp's recent log lines so a failed load can be explained, and, while ``recording``,
+    all of them: the load's log is where llama.cpp states where it put the layers and how big its
+    buffers are (see ``runtime.engine.placement``; never GGUF metadata, which comes from the file)."""
+
+    MAX_RECORDED = 100_000  # log pieces kept while recording (a big model's load logs a few thousand)
 
     def __init__(self, llama_cpp) -> None:
         self.lines: deque[str] = deque(maxlen=200)
+        self._recorded: list[str] | None = None
 
         @llama_cpp.llama_log_callback
         def _callback(level, text, _user_data):
-            self.lines.append(text.decode("utf-8", "replace"))
+            piece = text.decode("utf-8", "replace")
+            self.lines.append(piece)
+            recorded = self._recorded
+            if recorded is not None and len(recorded) < self.MAX_RECORDED:
+                recorded.append(piece)
 
         self._callback = _callback
         global _INSTALLED_LOG_CALLBACK
@@ -62,6 +71,14 @@ class _LogCapture:
 
     def text(self) -> str:
         return "".join(self.lines)
+
+    def start_recording(self) -> None:
+        self._recorded = []
+
+    def stop_recording(self) -> str:
+        """Everything logged since ``start_recording``, as one text."""
+        recorded, self._recorded = self._recorded or [], None
+        return "".join(recorded)
 
 
 class LlamaRunner:
@@ -78,29 +95,21 @@ class LlamaRunner:
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
-        self.model = llama_cpp.llama_model_load_from_file(os.fsencode(self.model_path), model_params)
-        if not self.model:
-            raise self._load_error()
-
-        ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = options.n_ctx
-        ctx_params.n_batch = min(512, options.n_ctx)
-        ctx_params.n_threads = options.n_threads
-        ctx_params.n_threads_batch = options.n_threads
-        ctx_params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(self.model, ctx_params)
-        if not self.ctx:
-            raise EngineError(
-                f"llama.cpp could not create a context of {options.n_ctx} tokens for {self.model_path.name}.",
-                hint="Try a smaller context length or fewer GPU layers.",
-                path=str(self.model_path),
-            )
+        self._logs.start_recording()
+        try:
+            self.model = llama_cpp.llama_model_load_from_file(os.fsencode(self.model_path), model_params)
+            if not self.model:
+                raise self._load_error()
+            self._create_context(options)
+        finally:
+            load_log = self._logs.stop_recording()
+        self.placement_report = self._placement_from(load_log)
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self._one = (llama_cpp.llama_token * 1)()
         self._piece = ctypes.create_string_buffer(MAX_PIECE_BYTES)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
-        self.n_batch = ctx_params.n_batch
+        self.n_batch = self._ctx_params.n_batch
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.chat_template = self._meta_string("tokenizer.chat_template")
         self.bos_text = self._token_text(llama_cpp.llama_vocab_bos(self.vocab))
@@ -116,6 +125,38 @@ class LlamaRunner:
         self._no_abort_callback = llama_cpp.ggml_abort_callback()
 
     # --- loading -----------------------------------------------------------------------------
+
+    def _create_context(self, options: LoadOptions) -> None:
+        ll = self._ll
+        ctx_params = self._ctx_params = ll.llama_context_default_params()
+        ctx_params.n_ctx = options.n_ctx
+        ctx_params.n_batch = min(512, options.n_ctx)
+        ctx_params.n_threads = options.n_threads
+        ctx_params.n_threads_batch = options.n_threads
+        ctx_params.no_perf = True
+        self.ctx = ll.llama_init_from_model(self.model, ctx_params)
+        if not self.ctx:
+            raise EngineError(
+                f"llama.cpp could not create a context of {options.n_ctx} tokens for {self.model_path.name}.",
+                hint="Try a smaller context length or fewer GPU layers.",
+                path=str(self.model_path),
+            )
+
+    def _placement_from(self, load_log: str):
+        """What llama.cpp did with the model (``PlacementReport``): read from its load log, else, when
+        the log says nothing usable, asked of the API (see ``runtime.engine.placement``)."""
+        from runtime.engine.placement import parse_load_log, report_from_api
+
+        ll = self._ll
+        requested = -1 if self.options.n_gpu_layers is None else self.options.n_gpu_layers
+        try:
+            report = parse_load_log(load_log, n_layer=int(ll.llama_model_n_layer(self.model)),
+                                    gpu_backend=bool(ll.llama_supports_gpu_offload()))
+        except Exception:  # noqa: BLE001 - an unexpected wording must never fail a load
+            report = None
+        if report is None or not report.model_bytes:
+            report = report_from_api(ll, self.model, requested)
+        return report
 
     def _load_error(self) -> Exception:
         """Turn a failed load into the most specific error the facts support."""

@@ -12,9 +12,12 @@ commands on stdin (``{"cmd": "serve", ...}`` / ``{"cmd": "unserve"}``: see ``_Se
 serves the model to other apps on a second listener with its own key) and exits when stdin closes.
 
 GPU layers: ``--gpu-layers auto`` (the default) offloads all layers when this build has a GPU backend
-and the model fits in its free memory, else none; ``all`` or -1 offloads all; N the first N. The ready
-event's ``placement`` says where the model runs, and says so when GPU layers were asked for but this
-build has no GPU backend (no silent CPU fallback).
+and the model fits in its free memory, as many layers as fit when only part does, else none; ``all`` or -1 offloads all; N the first N. The ready
+event says what llama.cpp really did, read from its own load log (``runtime.engine.placement``):
+``offload`` holds the layers it offloaded, of how many, and its buffers per device (model, KV cache,
+work buffers) with a ``summary`` in words; ``placement`` says it briefly ("CPU", "CUDA0: 31/31
+layers") and names what was asked for when llama.cpp did otherwise, e.g. GPU layers asked of a build
+with no GPU backend (no silent CPU fallback).
 
 Errors travel as ``WorkbenchError.to_payload()`` inside an OpenAI-style body:
 ``{"error": {"message": ..., "type": kind, "kind": ..., "hint": ..., "path": ..., "facts": {...}}}``
@@ -51,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from runtime.engine.templates import message_text
 from runtime.engine.types import ALL_GPU_LAYERS, LoadOptions, SamplingParams
 from runtime.errors import BadRequest, ContextOverflow, EngineError, TemplateError, WorkbenchError
-from runtime.models.hardware import GpuDevice, default_gpu_layers, describe_placement
+from runtime.models.hardware import GpuDevice
 from runtime.procs import peak_rss_bytes
 
 KEY_ENV = "WORKBENCH_ENGINE_KEY"
@@ -470,16 +473,16 @@ def gpu_devices() -> list[GpuDevice]:
 
 
 def choose_gpu_layers(requested: int | None, model_path: str, n_ctx: int, devices: list[GpuDevice]) -> int:
-    """``requested`` if given, else the automatic choice: all layers if the model fits the GPUs, else 0."""
+    """``requested`` if given, else the automatic choice (``this_machine.auto_gpu_layers``): all layers
+    if the model fits the GPUs' free memory, as many as fit if only part does, else 0."""
     if requested is not None:
         return requested
     if not devices:
         return 0
     from runtime.models.gguf_info import read_gguf_info
-    from runtime.models.hardware import estimate_model_memory
+    from runtime.models.this_machine import auto_gpu_layers
 
-    needed = estimate_model_memory(read_gguf_info(model_path), n_ctx)
-    return default_gpu_layers([d.free_bytes for d in devices], needed)
+    return auto_gpu_layers(read_gguf_info(model_path), n_ctx, [d.free_bytes for d in devices])
 
 
 def parse_gpu_layers(text: str) -> int | None:
@@ -525,8 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=n_gpu_layers)
         runner = LlamaRunner(args.model, options)
         load_s = time.perf_counter() - started
-        placement = describe_placement(n_gpu_layers, llama_cpp.llama_model_n_layer(runner.model),
-                                       [d.name for d in devices])
+        # What llama.cpp did (read from its load log), not what was asked for.
+        report = runner.placement_report
+        placement = report.placement(n_gpu_layers)
         server = EngineServer(runner, os.environ.get(KEY_ENV, ""), os.path.basename(args.model), args.port)
     except WorkbenchError as exc:
         _announce({"event": "error", **exc.to_payload()})
@@ -543,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                "n_ctx": runner.n_ctx, "has_chat_template": runner.chat_template is not None,
                "llama_cpp_python": llama_cpp.__version__, "gpu_offload": bool(devices),
                "gpu_devices": [d.__dict__ for d in devices], "n_gpu_layers": n_gpu_layers,
-               "placement": placement, "baseline_rss_bytes": baseline_rss})
+               "placement": placement, "offload": report.to_dict(), "baseline_rss_bytes": baseline_rss})
     # Commands from the parent arrive on stdin; its closing stdin means it is gone: exit rather than
     # linger as an orphan.
     threading.Thread(target=_read_commands, args=(server,), name="commands", daemon=True).start()

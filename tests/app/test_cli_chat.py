@@ -30,14 +30,20 @@ def test_chat_json_by_name(starter_model):
     assert data["gen_tokens_per_s"] > 0 or data["completion_tokens"] == 1
     assert data["finish_reason"] in ("stop", "length")
     assert data["placement"] == "CPU" and data["n_gpu_layers"] == 0  # auto, on this CPU-only build
+    offload = data["offload"]  # what llama.cpp did: no layer offloaded, its buffers on the CPU
+    assert offload["layers_offloaded"] == 0 and offload["layers_total"] > 1
+    assert offload["summary"].startswith(f"CPU: all {offload['layers_total']} layers · model ")
 
 
 def test_chat_reports_gpu_layers_a_cpu_only_build_cannot_use(starter_model):
     result = run_cli("chat", str(starter_model), "--prompt", "Hi", "--max-tokens", "4", "--ctx", "512",
                      "--threads", "2", "--gpu-layers", "all", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["placement"] == (
-        "CPU (this llama.cpp build has no GPU backend; all GPU layers requested)")
+    data = json.loads(result.stdout)
+    # what llama.cpp did next to what was asked for (was: "CPU (this llama.cpp build has no GPU backend;
+    # all GPU layers requested)", computed from the request alone)
+    assert data["placement"] == "CPU (asked for all GPU layers; llama.cpp offloaded 0: this build has no GPU backend)"
+    assert data["n_gpu_layers"] == -1 and data["offload"]["layers_offloaded"] == 0
 
 
 @pytest.mark.parametrize("text, expected", [("all", -1), ("ALL", -1), ("-1", -1), ("0", 0), ("33", 33),
@@ -63,6 +69,7 @@ def test_chat_streams_text_by_path(starter_model):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "Started answering after" in result.stderr and "a second" in result.stderr and "CPU" in result.stderr
+    assert "llama.cpp placed it: CPU: all " in result.stderr
 
 
 @pytest.mark.parametrize("case, expected", [

@@ -247,11 +247,20 @@ class ChatSession(QObject):
         return f"Messages go to: {self.local_label} on this computer."
 
     def describe(self) -> str:
-        """One line saying what is loaded and, for a local model, where it runs (the engine's placement)."""
+        """One line saying what is loaded and, for a local model, where it runs: what llama.cpp reported
+        doing (layers per device, buffer sizes), and what was asked for when it did otherwise."""
         if self.backend == "local":
-            placement = getattr(self.engine, "placement", "") or "placement unknown"
-            return (f"Loaded {self.local_label} on this computer: runs on {placement} "
-                    f"(context {self.load_options.n_ctx:,}, {self.load_options.n_threads} threads).")
+            from runtime.engine.placement import PlacementReport
+
+            setup = f"context {self.load_options.n_ctx:,}, {self.load_options.n_threads} threads"
+            report = getattr(self.engine, "offload", None)
+            if not isinstance(report, PlacementReport):  # an engine that does not report it
+                placement = getattr(self.engine, "placement", "") or "placement unknown"
+                return f"Loaded {self.local_label} on this computer: runs on {placement} ({setup})."
+            text = f"Loaded {self.local_label} on this computer: runs on {report.summary()} ({setup})."
+            requested = getattr(self.engine, "requested_gpu_layers", None)
+            note = report.requested_note(requested if isinstance(requested, int) else None)
+            return text + (f" {note[0].upper()}{note[1:]}." if note else "")
         if self.backend == "remote":
             return f"Connected to {self.remote_text()}."
         return "No model loaded."

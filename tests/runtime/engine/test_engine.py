@@ -17,7 +17,6 @@ from runtime.errors import (
     Cancelled, ContextOverflow, EngineBuildMismatch, EngineCrashed, ModelFileError, RemoteServerError,
     UnsupportedArchitectureError,
 )
-from runtime.models.hardware import default_gpu_layers, describe_placement
 from runtime.jobs import CancelToken
 import model_files
 
@@ -138,34 +137,15 @@ def test_the_ready_line_says_cpu_on_this_machine(engine):
     assert engine.ready_info["placement"] == engine.placement == "CPU"
     assert engine.ready_info["n_gpu_layers"] == 0 and engine.ready_info["gpu_devices"] == []
     assert engine.options.n_gpu_layers is None  # the automatic choice
+    assert engine.ready_info["offload"]["layers_offloaded"] == 0 and engine.offload.model_bytes > 0
 
 
 def test_gpu_layers_asked_of_a_cpu_only_build_are_reported(starter_model):
     with LocalEngine(starter_model, LoadOptions(n_ctx=512, n_threads=2, n_gpu_layers=8)) as engine:
-        assert engine.placement == "CPU (this llama.cpp build has no GPU backend; 8 GPU layers requested)"
+        # what llama.cpp did (its load log), with what was asked for
+        assert engine.placement == "CPU (asked for 8 GPU layers; llama.cpp offloaded 0: this build has no GPU backend)"
+        assert engine.offload.layers_offloaded == 0
         assert engine.client().stream_chat([{"role": "user", "content": "Hi"}], GREEDY).text
-
-
-@pytest.mark.parametrize("free, needed, expected", [
-    ([8 << 30], 2 << 30, -1),               # a GPU with room: all layers
-    ([4 << 30, 4 << 30], 6 << 30, -1),      # split over two GPUs
-    ([1 << 30], 2 << 30, 0),                # too big for the GPU: CPU
-    ([], 2 << 30, 0),                       # no GPU backend: CPU
-])
-def test_default_gpu_layers(free, needed, expected):
-    assert default_gpu_layers(free, needed) == expected
-
-
-@pytest.mark.parametrize("n_gpu_layers, gpus, expected", [
-    (0, [], "CPU"),
-    (-1, [], "CPU (this llama.cpp build has no GPU backend; all GPU layers requested)"),
-    (-1, ["Metal"], "Metal: 33/33 layers"),
-    (999, ["CUDA0"], "CUDA0: 33/33 layers"),
-    (10, ["CUDA0", "CUDA1"], "CUDA0+CUDA1: 10/33 layers"),
-    (0, ["CUDA0"], "CPU"),
-])
-def test_describe_placement(n_gpu_layers, gpus, expected):
-    assert describe_placement(n_gpu_layers, 32, gpus) == expected
 
 
 # --- crashes: a build that does not match the CPU -----------------------------------------------
@@ -251,3 +231,19 @@ def test_unknown_architecture_is_named(tmp_path):
 def test_a_folder_is_not_a_model(tmp_path):
     with pytest.raises(ModelFileError, match="folder"):
         LocalEngine(tmp_path).start()
+
+
+def test_auto_gpu_layers_take_all_part_or_none_of_the_model(starter_model):
+    """The engine's "auto": all layers when the model fits the GPU, as many as fit when part does."""
+    from runtime.engine.server import choose_gpu_layers
+    from runtime.models.hardware import GpuDevice
+
+    def gpu(mib: int) -> list[GpuDevice]:
+        return [GpuDevice("CUDA0", "a described GPU", mib << 20, mib << 20)]
+
+    path = str(starter_model)
+    assert choose_gpu_layers(None, path, 4096, []) == 0            # a CPU-only build
+    assert choose_gpu_layers(None, path, 4096, gpu(100)) == 0      # not even one layer fits
+    assert 0 < choose_gpu_layers(None, path, 4096, gpu(250)) < 30  # part of the 30 blocks
+    assert choose_gpu_layers(None, path, 4096, gpu(800)) == -1     # all of it
+    assert choose_gpu_layers(7, path, 4096, gpu(800)) == 7         # asked for: as asked
