@@ -1,4 +1,9 @@
-"""``python -m app``: the GUI with no arguments, the command line (``app.cli``) with any."""
+"""``python -m app``: the GUI with no arguments, the command line (``app.cli``) with any.
+
+``--self-test [--model PATH_OR_NAME]`` (``app.self_test``) opens the window offscreen, loads a model
+through the engine child process, generates a few tokens, prints one line and exits 0 (or 1): the
+check a frozen build (build_installer.spec) and CI run.
+"""
 from __future__ import annotations
 
 import sys
@@ -14,6 +19,7 @@ def run_gui() -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Model Workbench")
+    set_window_icon(app)
     window = MainWindow()
     window.show()
     terminate = CloseOnTerminate(window.close)  # logout, shutdown, kill: closed as by Quit, state saved
@@ -25,6 +31,17 @@ def run_gui() -> int:
 
     shutdown_all()  # join anything still running before Qt objects are torn down
     return status
+
+
+def set_window_icon(app) -> None:
+    """The app's icon (resources/icons/app.png, drawn by scripts/make_icon.py) on every window."""
+    from importlib import resources
+
+    from PySide6.QtGui import QIcon
+
+    icon = resources.files("resources").joinpath("icons", "app.png")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
 
 
 def run_child(module: str, args: list[str]) -> int:
@@ -39,6 +56,20 @@ def run_child(module: str, args: list[str]) -> int:
     return 0
 
 
+def self_test_main(args: list[str]) -> int:
+    """``--self-test [--model PATH_OR_NAME]``: see ``app.self_test``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="model-workbench --self-test",
+                                     description="Open the window offscreen, load a model in the engine "
+                                                 "process, generate a few tokens, print one line.")
+    parser.add_argument("--model", help="a .gguf file or a library name (default: the starter model)")
+    options = parser.parse_args(args)
+    from app.self_test import run_self_test
+
+    return run_self_test(options.model)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--workbench-child"]:
@@ -46,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             print("usage: --workbench-child MODULE [ARGS...]", file=sys.stderr)
             return 2
         return run_child(argv[1], argv[2:])
+    if argv[:1] == ["--self-test"]:
+        return self_test_main(argv[1:])
     if argv:
         from app.cli import main as cli_main
 

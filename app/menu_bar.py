@@ -78,7 +78,15 @@ def build_menu_bar(window: QMainWindow) -> dict[str, QAction]:
     about.setMenuRole(QAction.MenuRole.AboutRole)
     add(help_menu, "open_data_folder", "Open the &data folder", window.open_data_folder,
         tip="Where conversations, settings and downloaded models are kept")
+    add(help_menu, "this_machine", "This &machine…", lambda: _show_this_machine(window),
+        tip="Processor, memory and graphics, and what llama.cpp uses of them")
     return actions
+
+
+def _show_this_machine(window: QMainWindow) -> None:
+    from widgets.models.machine_panel import show_machine_dialog
+
+    show_machine_dialog(window)
 
 
 def _forward_to_focus(slot_name: str) -> None:

@@ -12,8 +12,6 @@ import functools
 import os
 import platform
 import re
-import subprocess
-import sys
 import threading
 
 from runtime.errors import WorkbenchError
@@ -61,24 +59,11 @@ def backend_name(gpu_names: list[str]) -> str:
     return "+".join(names) or "CPU"
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
     """The CPU's model name ("AMD EPYC 7763 64-Core Processor"), or the best the system says."""
-    try:
-        if sys.platform.startswith("linux"):
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    key, _, value = line.partition(":")
-                    if key.strip() in ("model name", "Model", "Hardware", "cpu model") and value.strip():
-                        return value.strip()
-        elif sys.platform == "darwin":
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                                 timeout=5, check=False).stdout.strip()
-            if out:
-                return out
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    from runtime.models.this_machine import cpu_name as name
+
+    return name()
 
 
 @functools.lru_cache(maxsize=1)

@@ -71,14 +71,11 @@ def max_threads() -> int:
 
 @functools.lru_cache(maxsize=1)
 def default_threads() -> int:
-    """Physical cores are what llama.cpp scales with; leave none idle, oversubscribe none."""
-    try:
-        import psutil
+    """Physical cores are what llama.cpp scales with; leave none idle, oversubscribe none. On Apple
+    Silicon the performance cores only (see ``runtime.models.this_machine.recommended_threads``)."""
+    from runtime.models.this_machine import machine_threads
 
-        n = psutil.cpu_count(logical=False)
-    except Exception:  # psutil missing or unable to tell
-        n = None
-    return max(1, n or os.cpu_count() or 1)
+    return machine_threads()
 
 
 @dataclass
@@ -86,7 +83,8 @@ class LoadOptions(Record):
     """How a local model is loaded into the engine.
 
     ``n_gpu_layers``: None = automatic (all layers when this llama.cpp build has a GPU backend and the
-    model fits in its free memory, else 0; the engine decides, see ``runtime.engine.server``),
+    model fits in its free memory, as many as fit when only part does, else 0; the engine decides,
+    see ``runtime.engine.server``),
     -1 (``ALL_GPU_LAYERS``) = all layers, N = the first N layers, 0 = CPU only.
     """
 

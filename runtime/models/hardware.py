@@ -237,31 +237,3 @@ class GpuDevice:
     free_bytes: int
     total_bytes: int
 
-
-def default_gpu_layers(gpu_free_bytes: list[int], needed_bytes: int) -> int:
-    """-1 (all layers) when there is a GPU and the model fits in its free memory, else 0 (CPU).
-
-    ``gpu_free_bytes``: free memory of each GPU llama.cpp would use (it splits layers across them);
-    ``needed_bytes``: the model's estimate (``estimate_model_memory``).
-    """
-    if not gpu_free_bytes:
-        return 0
-    return -1 if needed_bytes <= sum(gpu_free_bytes) else 0
-
-
-def describe_placement(n_gpu_layers: int, n_layer: int, gpu_names: list[str]) -> str:
-    """Where the model runs, for people: "CPU", "CUDA0: 31/31 layers", or why a GPU is not used.
-
-    Counts like llama.cpp: a model of ``n_layer`` blocks has n_layer + 1 offloadable layers (the
-    output layer too), and a negative ``n_gpu_layers`` means all of them.
-    """
-    total = n_layer + 1
-    offloaded = total if n_gpu_layers < 0 else min(n_gpu_layers, total)
-    if not gpu_names:
-        if offloaded == 0:
-            return "CPU"
-        asked = "all GPU layers" if n_gpu_layers < 0 else f"{n_gpu_layers} GPU layers"
-        return f"CPU (this llama.cpp build has no GPU backend; {asked} requested)"
-    if offloaded == 0:
-        return "CPU"
-    return f"{'+'.join(gpu_names)}: {offloaded}/{total} layers"

@@ -29,7 +29,8 @@ class GpuLayersSpinBox(QSpinBox):
         self.setRange(AUTO_LAYERS, MAX_GPU_LAYERS)
         self.setSpecialValueText("Auto")
         self.setToolTip("Layers offloaded to the GPU. Auto: all layers when this llama.cpp build has a GPU "
-                        "backend and the model fits in its memory, else none (CPU). All: every layer. "
+                        "backend and the model fits in its memory, as many as fit when only part does, else none "
+                        "(CPU). All: every layer. "
                         "0: CPU only. The line under the picker says where the model runs once loaded.")
 
     def textFromValue(self, value: int) -> str:
@@ -210,7 +211,7 @@ class LocalModelForm(QWidget):
                 from runtime.models.hardware import check_fit
 
                 try:
-                    self.verdict = check_fit(row.entry.info, self.n_ctx.value())
+                    self.verdict = check_fit(row.entry.info, self.n_ctx.value(), gpus=getattr(row, "gpus", None))
                 except Exception:  # noqa: BLE001 - an odd header: no verdict rather than no picker
                     self.verdict = row.fit
         status = self.verdict.status if self.verdict else None

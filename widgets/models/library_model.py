@@ -33,14 +33,18 @@ class LibraryRow:
     fit: Any = None             # runtime.models.hardware.FitVerdict | None
     fit_ctx: int = 0            # the context length the verdict was computed for
     measured: dict | None = None  # the last load: {"n_ctx", "estimated_bytes", "measured_bytes", "measured_at"}
+    gpus: list | None = None    # the GPUs llama.cpp can use (GpuDevice) the verdict was judged with
 
 
 def scan_library_rows(measured: Callable[[], dict] | None = None) -> tuple[list[LibraryRow], list[str]]:
     """Scan the library and judge each model's fit; also return what the scan skipped.
 
     ``measured()``: the memory recorded per model path (``ConversationStore.model_memory``); a
-    failure there only leaves the Measured column empty. Blocking: call it from a worker.
+    failure there only leaves the Measured column empty. The verdicts count the free memory of the
+    GPUs this llama.cpp can use (``list_gpus``: an engine child, once per process). Blocking: call it
+    from a worker.
     """
+    from runtime.engine.local import list_gpus
     from runtime.models.hardware import check_fit, default_fit_context
     from runtime.models.library import scan_library_report
 
@@ -49,13 +53,14 @@ def scan_library_rows(measured: Callable[[], dict] | None = None) -> tuple[list[
         memory = measured() if measured is not None else {}
     except Exception:  # noqa: BLE001 - a busy or damaged store must not hide the library
         memory = {}
+    gpus = list_gpus()
     rows = []
     for entry in scan.entries:
-        row = LibraryRow(entry, measured=memory.get(str(entry.path)))
+        row = LibraryRow(entry, measured=memory.get(str(entry.path)), gpus=gpus)
         if entry.info is not None:
             row.fit_ctx = default_fit_context(entry.info)
             try:
-                row.fit = check_fit(entry.info, row.fit_ctx)
+                row.fit = check_fit(entry.info, row.fit_ctx, gpus=gpus)
             except Exception:  # noqa: BLE001 - a missing verdict must not hide the model
                 row.fit = None
         rows.append(row)
