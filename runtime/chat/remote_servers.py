@@ -1,7 +1,8 @@
 """Remote servers the chat can talk to: checking an address before anything is sent, and their API keys.
 
-``check_base_url(text)`` says in plain words what is wrong with an address (no ``http://``, no host,
-a bad port) before any network call, and returns it normalised. ``ServerKeys`` keeps each saved
+``check_base_url(text)`` (``runtime.engine.client``'s, the check every ChatClient makes) says in
+plain words what is wrong with an address (no ``http://``, no host, a bad port) before any network
+call, and returns it normalised. ``ServerKeys`` keeps each saved
 server's API key in the OS keyring (service ``SERVICE``, user name the server's ``key_ref``), and,
 where no usable keyring exists (a headless Linux without a Secret Service, CI), for this session
 only, in memory. Keys never go to the database, logs, exports or error messages. Keyring calls may
@@ -12,45 +13,14 @@ Hugging Face token and these keys).
 """
 from __future__ import annotations
 
-import re
 import threading
-from urllib.parse import urlsplit
 
-from runtime.errors import RemoteServerError, WorkbenchError
+from runtime.errors import WorkbenchError
 
 SERVICE = "model-workbench-remote"
-EXAMPLE_URL = "http://192.168.1.20:8080/v1"
-ADD_SCHEME_HINT = f"Add http:// or https:// in front, e.g. {EXAMPLE_URL}"
-_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
 NO_KEYRING_TEXT = ("No OS keyring is available on this computer (on Linux it needs a Secret Service such as "
                    "GNOME Keyring or KWallet), so an API key is kept for this session only and must be "
                    "entered again after a restart.")
-
-
-def check_base_url(text: str) -> str:
-    """The address, trimmed (no trailing slash); RemoteServerError naming the problem otherwise."""
-    url = (text or "").strip()
-    if not url:
-        raise RemoteServerError("Enter the server's address.", hint=f"For example {EXAMPLE_URL}")
-    if not _SCHEME_RE.match(url):
-        raise RemoteServerError(f"'{url}' is missing http:// or https:// in front.", hint=ADD_SCHEME_HINT)
-    if len(url) > len(url.split("://", 1)[0]) + 3:
-        url = url.rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise RemoteServerError(f"'{url}' starts with {parts.scheme}://; a chat server's address starts with "
-                                "http:// or https://.", hint=f"For example {EXAMPLE_URL}")
-    if not parts.hostname:
-        raise RemoteServerError(f"'{url}' has no host name or IP address.", hint=f"For example {EXAMPLE_URL}")
-    try:
-        parts.port
-    except ValueError:
-        raise RemoteServerError(f"The port in '{url}' is not a number from 1 to 65535.",
-                                hint=f"For example {EXAMPLE_URL}") from None
-    if any(c.isspace() for c in url):
-        raise RemoteServerError(f"'{url}' contains spaces.", hint=f"For example {EXAMPLE_URL}")
-    return url
 
 
 def keyring_status() -> tuple[bool, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import math
 import socket
 import ssl
@@ -37,6 +38,36 @@ def estimate_tokens(messages: list[dict]) -> int:
     return total
 
 
+EXAMPLE_URL = "http://192.168.1.20:8080/v1"
+ADD_SCHEME_HINT = f"Add http:// or https:// in front, e.g. {EXAMPLE_URL}"
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_base_url(text: str) -> str:
+    """The address, trimmed (no trailing slash); RemoteServerError naming the problem otherwise."""
+    url = (text or "").strip()
+    if not url:
+        raise RemoteServerError("Enter the server's address.", hint=f"For example {EXAMPLE_URL}")
+    if not _SCHEME_RE.match(url):
+        raise RemoteServerError(f"'{url}' is missing http:// or https:// in front.", hint=ADD_SCHEME_HINT)
+    if len(url) > len(url.split("://", 1)[0]) + 3:
+        url = url.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise RemoteServerError(f"'{url}' starts with {parts.scheme}://; a chat server's address starts with "
+                                "http:// or https://.", hint=f"For example {EXAMPLE_URL}")
+    if not parts.hostname:
+        raise RemoteServerError(f"'{url}' has no host name or IP address.", hint=f"For example {EXAMPLE_URL}")
+    try:
+        parts.port
+    except ValueError:
+        raise RemoteServerError(f"The port in '{url}' is not a number from 1 to 65535.",
+                                hint=f"For example {EXAMPLE_URL}") from None
+    if any(c.isspace() for c in url):
+        raise RemoteServerError(f"'{url}' contains spaces.", hint=f"For example {EXAMPLE_URL}")
+    return url
+
+
 def unreachable_error(base_url: str, parts, exc: Exception, timeout_s: float) -> RemoteServerError:
     """Why a server could not be reached, in a person's words; the system's own text goes in the details."""
     where = parts.netloc or base_url
@@ -64,14 +95,8 @@ class ChatClient:
 
     def __init__(self, base_url: str, api_key: str = "", model: str = "", timeout_s: float = 30.0,
                  read_timeout_s: float = 600.0, engine: "LocalEngine | None" = None) -> None:
-        parts = urlsplit(base_url.strip().rstrip("/"))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RemoteServerError(
-                f"'{base_url}' is not a server address.",
-                hint="Enter a URL like http://127.0.0.1:8080/v1 (llama-server) or http://localhost:11434/v1 (Ollama).",
-            )
-        self.base_url = base_url.strip().rstrip("/")
-        self._parts = parts
+        self.base_url = check_base_url(base_url)
+        self._parts = urlsplit(self.base_url)
         self.api_key = api_key
         self.model = model
         self.timeout_s = timeout_s

@@ -2,9 +2,10 @@
 
 For a local model: judge the fit on a worker (GGUF header + ``runtime.models.hardware.check_fit``), ask
 the user when the verdict is "too big", then let the ``ChatSession`` start the engine. For a remote
-server: check the address at once (``runtime.chat.remote_servers.check_base_url``), then let the
-session check the server; what is loaded stays loaded until the new target is ready. ``sig_busy(text)`` says what is happening, ``sig_failed(error)``
-carries the error object, ``sig_idle`` follows every outcome (ready, failed or cancelled).
+server: check the address at once (``runtime.engine.client.check_base_url``, the check every
+ChatClient makes), then let the session check the server; what is loaded stays loaded until the new
+target is ready. ``sig_busy(text)`` says what is happening, ``sig_failed(error)`` carries the error
+object, ``sig_idle`` follows every outcome (ready, failed or cancelled).
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ class ModelLoader(QObject):
         the address is wrong (``sig_failed`` then says why). Nothing that is loaded is touched."""
         if self.busy:
             return False
-        from runtime.chat.remote_servers import check_base_url
+        from runtime.engine.client import check_base_url
         from runtime.errors import RemoteServerError
 
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from runtime.chat.remote_servers import ServerKeys, check_base_url, keyring_status
+from runtime.chat.remote_servers import ServerKeys, keyring_status
+from runtime.engine.client import check_base_url
 from runtime.errors import RemoteServerError, StoreError
 from runtime.store.remote_servers import RemoteServerStore
 from widgets.workers import Worker, error_text

@@ -5,7 +5,8 @@ import pytest
 from keyring.backends import fail
 from memory_keyring import MemoryKeyring
 
-from runtime.chat.remote_servers import ADD_SCHEME_HINT, SERVICE, ServerKeys, check_base_url, keyring_status
+from runtime.chat.remote_servers import SERVICE, ServerKeys, keyring_status
+from runtime.engine.client import ADD_SCHEME_HINT, ChatClient, check_base_url
 from runtime.errors import RemoteServerError
 
 
@@ -21,6 +22,9 @@ def test_a_wrong_address_is_explained(text, words):
     with pytest.raises(RemoteServerError) as caught:
         check_base_url(text)
     assert words in caught.value.message
+    with pytest.raises(RemoteServerError) as by_client:  # every client makes the same check
+        ChatClient(text)
+    assert by_client.value.message == caught.value.message
     if "missing" in words:
         assert caught.value.hint == ADD_SCHEME_HINT == "Add http:// or https:// in front, e.g. http://192.168.1.20:8080/v1"
 
