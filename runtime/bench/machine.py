@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import re
 import threading
 
 from runtime.errors import WorkbenchError
@@ -51,12 +50,9 @@ def gpu_devices() -> list:
 
 def backend_name(gpu_names: list[str]) -> str:
     """"CPU" without GPUs, else the backends of the GPU names: "CUDA" for CUDA0 and CUDA1, "Metal"."""
-    names = []
-    for name in gpu_names:
-        base = re.sub(r"\d+$", "", name) or name
-        if base not in names:
-            names.append(base)
-    return "+".join(names) or "CPU"
+    from runtime.models.this_machine import backend_names
+
+    return "+".join(backend_names(gpu_names)) or "CPU"
 
 
 def cpu_name() -> str:

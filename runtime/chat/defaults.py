@@ -13,8 +13,7 @@ from pathlib import Path
 
 from runtime import paths
 from runtime.engine.types import SamplingParams
-
-CONTEXT_POLICIES = ("drop_oldest", "stop")
+from runtime.store.conversations import CONTEXT_POLICIES
 
 
 @dataclass

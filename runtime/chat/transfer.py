@@ -16,7 +16,7 @@ from pathlib import Path
 from runtime import paths
 from runtime.engine.types import ReplyStats, SamplingParams
 from runtime.errors import TransferError
-from runtime.store.conversations import ROLES, ConversationStore
+from runtime.store.conversations import BACKENDS, CONTEXT_POLICIES, ROLES, ConversationStore
 
 FORMAT = "model-workbench-conversation"
 VERSION = 1
@@ -140,7 +140,7 @@ def _checked(doc: dict, path: Path) -> dict:
         sampling.validate()
     except (TypeError, ValueError) as exc:
         raise TransferError(f"The sampling settings in {path.name} are not usable: {exc}", path=path) from None
-    backend = doc.get("backend") if doc.get("backend") in ("local", "remote") else "local"
+    backend = doc.get("backend") if doc.get("backend") in BACKENDS else "local"
     title = doc.get("title") if isinstance(doc.get("title"), str) and doc["title"].strip() else path.stem
     fields = {
         "title": title.strip()[:200], "backend": backend,
@@ -148,7 +148,7 @@ def _checked(doc: dict, path: Path) -> dict:
         "remote_base_url": str(doc.get("remote_base_url") or "") if backend == "remote" else "",
         "system_prompt": doc.get("system_prompt") if isinstance(doc.get("system_prompt"), str) else "",
         "sampling": sampling,
-        "context_policy": doc.get("context_policy") if doc.get("context_policy") in ("drop_oldest", "stop")
+        "context_policy": doc.get("context_policy") if doc.get("context_policy") in CONTEXT_POLICIES
         else "drop_oldest",
     }
     return {"fields": fields, "messages": messages}

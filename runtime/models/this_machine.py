@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.models.gguf_info import GGUFInfo
-from runtime.models.hardware import (GpuDevice, compute_buffer_bytes, estimate_model_memory, kv_cache_bytes)
+from runtime.models.hardware import (GpuDevice, available_ram, compute_buffer_bytes, estimate_model_memory,
+                                     kv_cache_bytes, total_ram)
 
 PROBE_TIMEOUT_S = 2.0
 MAX_THREADS = 32          # beyond this generation is bound by memory bandwidth, not cores
@@ -192,11 +193,8 @@ def _cores() -> tuple[int, int]:
 
 def _ram() -> tuple[int, int]:
     try:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        return int(vm.total), int(vm.available)
-    except Exception:  # noqa: BLE001
+        return total_ram(), available_ram()
+    except Exception:  # noqa: BLE001 - a probe never raises
         return 0, 0
 
 
@@ -217,15 +215,19 @@ def compiled_backends() -> list[str]:
         return []
 
 
-def backends_of_devices(gpus: list[GpuDevice]) -> list[str]:
-    """"CUDA" for CUDA0 and CUDA1, "Metal" for MTL0 or Metal, ... (llama.cpp's device names)."""
+def backend_names(device_names: list[str]) -> list[str]:
+    """"CUDA" for CUDA0 and CUDA1, "Metal" for MTL0 or Metal, ... (from llama.cpp's device names)."""
     names = []
-    for gpu in gpus:
-        base = re.sub(r"\d+$", "", gpu.name) or gpu.name
+    for device in device_names:
+        base = re.sub(r"\d+$", "", device) or device
         base = {"MTL": "Metal", "ROCm": "ROCm", "HIP": "ROCm"}.get(base, base)
         if base not in names:
             names.append(base)
     return names
+
+
+def backends_of_devices(gpus: list[GpuDevice]) -> list[str]:
+    return backend_names([gpu.name for gpu in gpus])
 
 
 def parse_nvidia_smi(text: str) -> list[OsGpu]:

@@ -19,11 +19,6 @@ BENCH_MIGRATION = next(i for i, script in enumerate(MIGRATIONS) if "CREATE TABLE
 
 
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "workbench.sqlite3"
-
-
-@pytest.fixture
 def store(db_path):
     with BenchStore(db_path) as s:
         yield s

@@ -17,11 +17,6 @@ PARTS = [RemoteFile("m-00001-of-00002.gguf", 1000, "a" * 64), RemoteFile("m-0000
 
 
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "workbench.sqlite3"
-
-
-@pytest.fixture
 def store(db_path):
     with DownloadStore(db_path) as s:
         yield s

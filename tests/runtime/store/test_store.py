@@ -13,11 +13,6 @@ from runtime.store.conversations import MIGRATIONS, ConversationStore
 
 
 @pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "workbench.sqlite3"
-
-
-@pytest.fixture
 def store(db_path):
     with ConversationStore(db_path) as s:
         yield s

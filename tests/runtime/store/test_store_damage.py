@@ -11,11 +11,6 @@ from runtime.store import conversations as store_mod
 from runtime.store.conversations import ConversationStore, move_aside
 
 
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "workbench.sqlite3"
-
-
 def test_a_file_that_is_not_a_database_is_unusable_and_the_error_names_the_fix(db_path):
     db_path.write_bytes(os.urandom(8192))
     with pytest.raises(StoreError) as info:
