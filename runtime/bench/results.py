@@ -47,6 +47,8 @@ class SpeedOptions:
     gen_tokens: int = 128         # llama-bench's tg128
     reps: int = 3
     warmup: bool = True
+    parallel: list[int] = field(default_factory=list)  # batched test: N sequences at once, e.g. [1, 2, 4, 8]
+    kv_reuse: bool = False        # replay a multi-turn chat, time each turn's first token with and without reuse
 
 
 @dataclass
@@ -76,6 +78,30 @@ class QualityFigures:
 
 
 @dataclass
+class BatchedPoint:
+    """Generation with ``n`` sequences decoded together, as llama-batched-bench measures it: ``n``
+    prompts of prompt_tokens each, then gen_tokens for each sequence, one token per sequence a step."""
+
+    n: int
+    tg_tokens_per_s_aggregate: float     # all sequences' generated tokens / generation time
+    tg_tokens_per_s_per_sequence: float  # the aggregate / n
+    pp_tokens_per_s_aggregate: float | None = None  # all prompts' tokens / prompt time
+
+
+@dataclass
+class KvTurn:
+    """One turn of the replayed conversation: time to its first token with the KV cache reused from
+    the turn before, and from an empty cache (the whole conversation evaluated again)."""
+
+    turn: int
+    prompt_tokens: int
+    ttft_reuse_s: float
+    ttft_fresh_s: float
+    evaluated_reuse: int | None = None  # prompt tokens evaluated with reuse (the rest came from the cache)
+    evaluated_fresh: int | None = None  # prompt tokens evaluated from an empty cache (all of them)
+
+
+@dataclass
 class VariantResult:
     """One model file in a run."""
 
@@ -88,6 +114,9 @@ class VariantResult:
     note: str | None = None       # what an "ok" row lacks and why (e.g. quality refused: other vocabulary)
     speed: SpeedFigures | None = None
     quality: QualityFigures | None = None
+    engine: str = "llama.cpp"     # "llama.cpp" (a GGUF file), or "pytorch" (the original checkpoint, ``path``)
+    batched: list[BatchedPoint] | None = None  # with SpeedOptions.parallel
+    kv_reuse: list[KvTurn] | None = None       # with SpeedOptions.kv_reuse
 
     def flat(self) -> dict:
         """The row as one flat dict (the CLI's --json object, a CSV row): medians for timings."""
@@ -103,6 +132,9 @@ class VariantResult:
         q = self.quality
         for f in fields(QualityFigures):
             row[f.name] = getattr(q, f.name) if q else None
+        row["engine"] = self.engine
+        row["batched"] = [asdict(b) for b in self.batched] if self.batched is not None else None
+        row["kv_reuse"] = [asdict(t) for t in self.kv_reuse] if self.kv_reuse is not None else None
         return row
 
     def to_dict(self) -> dict:
@@ -113,6 +145,10 @@ class VariantResult:
         data = dict(data)
         speed = data.pop("speed", None)
         quality = data.pop("quality", None)
+        if data.get("batched") is not None:
+            data["batched"] = [BatchedPoint(**b) for b in data["batched"]]
+        if data.get("kv_reuse") is not None:
+            data["kv_reuse"] = [KvTurn(**t) for t in data["kv_reuse"]]
         if speed is not None:
             speed = dict(speed)
             for key in ("pp_tokens_per_s", "tg_tokens_per_s", "ttft_s"):
@@ -139,5 +175,6 @@ class BenchRun:
     @classmethod
     def from_dict(cls, data: dict) -> "BenchRun":
         data = dict(data)
+        data.pop("recipes", None)   # derived figures an export adds (runtime.bench.recipes)
         return cls(**{**data, "options": SpeedOptions(**data["options"]),
                       "results": [VariantResult.from_dict(r) for r in data.get("results", [])]})
