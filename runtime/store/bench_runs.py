@@ -24,6 +24,8 @@ from runtime.models.grouping import base_name, group_key
 from runtime.store.database import Database
 
 STATUSES = ("ok", "failed", "skipped")
+# A row's keys kept together in its extra_json column (absent or None: not stored, read back as absent)
+EXTRA_KEYS = ("note", "engine", "batched", "kv_reuse")
 STALE_EMPTY_S = 24 * 3600   # an empty, unfinished run this old was left by a crash: removed on the next start
 
 
@@ -169,7 +171,8 @@ def _result_row(result) -> dict:
         raise ValueError("A result needs the path of its model file.")
     return {"path": str(data["path"]), "name": name, "group_key": group_key(name), "quant": data.get("quant"),
             "size_bytes": int(data.get("size_bytes") or 0), "status": status, "error": data.get("error"),
-            "speed_json": _json_or_none(data.get("speed")), "quality_json": _json_or_none(data.get("quality"))}
+            "speed_json": _json_or_none(data.get("speed")), "quality_json": _json_or_none(data.get("quality")),
+            "extra_json": _json_or_none({k: data[k] for k in EXTRA_KEYS if data.get(k) is not None} or None)}
 
 
 def _insert_result(db: sqlite3.Connection, run_id: int, position: int, row: dict) -> None:
@@ -196,7 +199,8 @@ def _result_dict(row: sqlite3.Row) -> dict:
     return {"path": row["path"], "name": row["name"], "quant": row["quant"], "size_bytes": row["size_bytes"],
             "status": row["status"], "error": row["error"],
             "speed": json.loads(row["speed_json"]) if row["speed_json"] else None,
-            "quality": json.loads(row["quality_json"]) if row["quality_json"] else None}
+            "quality": json.loads(row["quality_json"]) if row["quality_json"] else None,
+            **(json.loads(row["extra_json"]) if row["extra_json"] else {})}
 
 
 def _summary(run: sqlite3.Row, rows: list[sqlite3.Row]) -> RunSummary:

@@ -154,6 +154,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN remote_server_id INTEGER
         REFERENCES remote_servers (id) ON DELETE SET NULL;
     """,
+    # 8: a benchmark row's other figures and words, as one JSON object (see runtime/store/bench_runs.py
+    # EXTRA_KEYS): its note, the engine (llama.cpp or PyTorch), batched generation, KV-reuse turns
+    """
+    ALTER TABLE bench_results ADD COLUMN extra_json TEXT;
+    """,
 ]
 
 SEARCH_MIN_CHARS = 3            # the trigram index needs three characters; shorter searches scan

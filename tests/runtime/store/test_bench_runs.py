@@ -59,6 +59,23 @@ def test_a_run_round_trips_figure_for_figure(store):
     assert again.results[6].error.startswith("needs about 9.1 GiB")
 
 
+def test_a_rows_note_engine_batched_and_kv_turns_survive_the_store(store):
+    from runtime.bench.results import BatchedPoint, KvTurn
+
+    run = sample_run()
+    row = run.results[3]
+    row.note = "no quality figures: another vocabulary"
+    row.engine = "pytorch"
+    row.batched = [BatchedPoint(1, 94.0, 94.0, 300.0), BatchedPoint(4, 162.0, 40.5, 410.0)]
+    row.kv_reuse = [KvTurn(turn=1, prompt_tokens=67, ttft_reuse_s=0.2, ttft_fresh_s=0.2),
+                    KvTurn(turn=2, prompt_tokens=142, ttft_reuse_s=0.05, ttft_fresh_s=0.4)]
+    again = BenchRun.from_dict(store.load_run(store.save_run(run)))
+    assert again == run
+    assert again.results[3].batched[1].tg_tokens_per_s_per_sequence == 40.5
+    assert again.results[3].kv_reuse[1].ttft_fresh_s == 0.4
+    assert again.results[0].engine == "llama.cpp" and again.results[0].batched is None
+
+
 def test_rows_are_added_as_the_run_goes_and_listed(store):
     run = sample_run(results=[])
     run_id = store.start_run(run)
