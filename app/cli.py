@@ -44,12 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli_quantize import add_quantize_parser
 
     add_quantize_parser(sub)
+    from app.cli_imatrix import add_imatrix_parser; add_imatrix_parser(sub)  # noqa: E702
     from app.cli_convert import add_convert_parser
 
     add_convert_parser(sub)
     from app.cli_bench import add_bench_parser
 
     add_bench_parser(sub)
+    from app.cli_batch import add_batch_parser; add_batch_parser(sub)  # noqa: E702
     return parser
 
 

@@ -5,7 +5,9 @@ take, the disk space for all outputs); each output is ``<stem>-<TYPE>.gguf`` bes
 --out-dir. Before running, stderr shows each target's expected size, whether it will fit this machine
 for chat, and what the model's shapes do to it; then progress per tensor. stdout gets the output
 paths (with --json: a list of objects with path, type, expected and real size). Ctrl-C stops the
-running target (its partial file is removed; exit 130).
+running target (its partial file is removed; exit 130). ``--imatrix FILE`` quantizes with an importance
+matrix (from `workbench imatrix` or llama-imatrix): the outputs are then ``<stem>-imat-<TYPE>.gguf`` and
+the types that need one (IQ2_XXS, IQ1_S, ...) are allowed.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ def add_quantize_parser(subparsers) -> None:
     p.add_argument("--requantize", action="store_true",
                    help="allow an already-quantized source (quality suffers twice)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--imatrix", metavar="FILE", default=None,
+                   help="an importance matrix (GGUF, from `workbench imatrix` or llama-imatrix): better quality "
+                        "at 4 bits and below; needed for IQ1/IQ2/IQ3_XXS; outputs named <stem>-imat-<TYPE>.gguf")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads for llama.cpp (default: all cores)")
     p.add_argument("--json", action="store_true",
@@ -65,9 +70,15 @@ def cmd_quantize(args) -> int:
         except OSError as exc:
             raise QuantizeError(f"The folder {out_dir} cannot be created: {exc.strerror or exc}",
                                 hint="Choose another folder.", path=str(out_dir)) from None
+    imatrix = Path(args.imatrix).expanduser() if args.imatrix else None
     checked = quantize.check_queue(src, wanted, out_dir=out_dir, requantize=args.requantize,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, imatrix=imatrix)
     _print_plan(checked)
+    if imatrix is not None:
+        from runtime.compress.imatrix import load
+
+        print(f"importance matrix: {imatrix.name} ({load(imatrix).describe()})", file=sys.stderr)
+    args.imatrix = imatrix
     return _run(args, src, checked)
 
 
@@ -110,7 +121,8 @@ def _run(args, src, checked) -> int:
     # Ctrl-C becomes a cancel: the child is killed and its partial file removed before we exit.
     results, error = run_cancellable(
         lambda: quantize.quantize_queue(src, items, requantize=args.requantize, overwrite=args.overwrite,
-                                        threads=args.threads or 0, progress=line.show, cancel=cancel,
+                                        threads=args.threads or 0, imatrix=args.imatrix,
+                                        progress=line.show, cancel=cancel,
                                         on_result=on_result),
         cancel, "quantize")
     line.end()
@@ -144,7 +156,7 @@ def _print_types() -> int:
         print(f"  {t:<8} {sizes.QUALITY_NOTES.get(t, '')}")
     needs = quantize.imatrix_types()
     if needs:
-        print(f"Not offered yet (they need an importance matrix): {', '.join(needs)}")
+        print(f"With an importance matrix only (--imatrix FILE): {', '.join(needs)}")
     print(f"Figures: {sizes.QUALITY_SOURCE}.")
     return 0
 

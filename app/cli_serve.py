@@ -4,6 +4,7 @@ The same engine process as the Chat tab's "Serve to other apps" switch: the mode
 the same fit check as `workbench chat`), then the engine opens a second listener with its own API
 key on 127.0.0.1 (this computer only) unless --host names another address, which prints a
 warning. The base URL, the key and a ready `curl` line are printed; Ctrl-C stops serving (exit 0).
+``--parallel N`` lets N requests be decoded together (see ``runtime.engine.scheduler``).
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def add_serve_parser(subparsers) -> None:
                    help="the key other apps must send (default: a new random key, printed)")
     p.add_argument("--threads", type=int, default=load.n_threads)
     p.add_argument("--ctx", type=int, default=load.n_ctx, help="context length in tokens")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="requests decoded at once, in one batch, each with its own context of --ctx tokens "
+                        "(default 1: one at a time, reusing the KV cache across a chat's turns)")
     from app.cli_chat import parse_gpu_layers
 
     p.add_argument("--gpu-layers", type=parse_gpu_layers, default=None, metavar="N|all|auto",
@@ -57,7 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.errors import WorkbenchError
     from runtime.models.library import readable, resolve_model
 
-    options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
+                          n_parallel=args.parallel)
     try:
         options.validate()
     except ValueError as exc:
@@ -66,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not host:
         raise WorkbenchError("--host is empty.", hint="Leave it out to serve on 127.0.0.1 (this computer only).")
     path = resolve_model(args.model)
-    check_model_fits(path, args.ctx, args.force)
+    check_model_fits(path, args.ctx * args.parallel, args.force)
     if not is_loopback(host):
         print(f"warning: serving on {host}: other computers that can reach this address can use the model "
               "(with the API key). Leave out --host to serve this computer only.", file=sys.stderr)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runtime.bench import reference as ref
 from runtime.bench.reference import DEFAULT_K, Reference
@@ -103,6 +103,24 @@ def prepare_reference(model_path: str | os.PathLike, text_path: str | os.PathLik
         raise BenchError(f"The evaluation text {text} does not exist or is not a file.", path=str(text))
     info = read_gguf_info(model)  # a damaged header is refused before any child starts
     source = {**ref.gguf_source(model), "name": model.name, "quant": info.file_type}
+
+    def child_args(out: Path, meta: str) -> list[str]:
+        return ["reference", str(model), "--text", str(text), "--n-ctx", str(n_ctx), "--k", str(k), "--out",
+                str(out), "--meta", meta, "--max-windows", str(max_windows or 0), "--threads", str(_threads(threads)),
+                "--gpu-layers", str(n_gpu_layers)]
+
+    return cached_reference(source, text, n_ctx=n_ctx, k=k, max_windows=max_windows, child_args=child_args,
+                            label=model.name, use_cache=use_cache, progress=progress, cancel=cancel)
+
+
+def cached_reference(source: dict, text: Path, *, n_ctx: int, k: int, max_windows: int | None,
+                     child_args: Callable[[Path, str], list[str]], label: str, module: str = CHILD_MODULE,
+                     name: str = "quality process", use_cache: bool = True, progress: ProgressCallback = no_progress,
+                     cancel: CancelToken | None = None) -> Reference:
+    """The reference of ``source`` (``gguf_source`` or another producer's identity) on ``text``: the cached
+    file when there is one for the same inputs, else computed by the child ``module`` run with
+    ``child_args(partial_file, meta_json)``, written under a temporary name and renamed once complete."""
+    cancel = cancel or CancelToken()
     text_hash = ref.text_sha256(text)
     key = ref.cache_key(source, text_hash, n_ctx, k, max_windows)
     final = ref.cache_path(key)
@@ -111,7 +129,7 @@ def prepare_reference(model_path: str | os.PathLike, text_path: str | os.PathLik
             cached = Reference.open(final)
             if cached.meta.key == key:
                 os.utime(final)   # recently used: the last to be pruned
-                progress(1, 1, f"Reference {model.name}: cached")
+                progress(1, 1, f"Reference {label}: cached")
                 return cached
         except BenchError:
             pass
@@ -123,11 +141,9 @@ def prepare_reference(model_path: str | os.PathLike, text_path: str | os.PathLik
     os.close(fd)
     temp = Path(temp_name)
     meta = json.dumps({"source": source, "key": key, "text_sha256": text_hash, "text_name": text.name})
-    args = ["reference", str(model), "--text", str(text), "--n-ctx", str(n_ctx), "--k", str(k), "--out", str(temp),
-            "--meta", meta, "--max-windows", str(max_windows or 0), "--threads", str(_threads(threads)),
-            "--gpu-layers", str(n_gpu_layers)]
     try:
-        _run_child(args, f"Reference {model.name}", progress, cancel, doing=f"computing the reference {model.name}")
+        _run_child(child_args(temp, meta), f"Reference {label}", progress, cancel,
+                   doing=f"computing the reference {label}", module=module, name=name)
         Reference.open(temp)  # complete and readable before it gets its name
         os.replace(temp, final)
     finally:
@@ -173,6 +189,11 @@ def score_model(model_path: str | os.PathLike, reference: Reference, *, threads:
     if compare_k:
         args += ["--compare-k", ",".join(str(int(k)) for k in compare_k)]
     done = _run_child(args, model.name, progress, cancel, doing=f"scoring {model.name}")
+    return score_from_event(done)
+
+
+def score_from_event(done: dict) -> QualityScore:
+    """A QualityScore from a scoring child's ``done`` event (``reference.WindowScorer.figures()`` and timings)."""
     figures = QualityFigures(
         perplexity=done["perplexity"], kld_mean=max(0.0, done["kld_mean"]), kld_p99=max(0.0, done["kld_p99"]),
         top1_agreement=done["top1_agreement"], ppl_ratio=math.exp(done["nll_mean"] - done["reference_nll_mean"]),
@@ -241,9 +262,11 @@ def measure_quality(paths: Sequence[str | os.PathLike], text_path: str | os.Path
 
 # --- the child ----------------------------------------------------------------------------------------
 
-def _run_child(args: list[str], label: str, progress: ProgressCallback, cancel: CancelToken, doing: str) -> dict:
-    """Run one quality child to its ``done`` event; its window events become progress."""
-    child = ChildProcess(CHILD_MODULE, args, name="quality process", error_class=ProcessCrashed)
+def _run_child(args: list[str], label: str, progress: ProgressCallback, cancel: CancelToken, doing: str,
+               module: str = CHILD_MODULE, name: str = "quality process") -> dict:
+    """Run one quality child (``module``: quality_child, or torch_child for a checkpoint) to its ``done``
+    event; its window events become progress."""
+    child = ChildProcess(module, args, name=name, error_class=ProcessCrashed)
     started = time.monotonic()
 
     def on_event(event: dict) -> None:

@@ -26,7 +26,6 @@ import argparse
 import ctypes
 import hashlib
 import json
-import math
 import os
 import sys
 import threading
@@ -127,23 +126,10 @@ class Model:
                               hint=BROKEN_HINT, path=self.path)
 
     def fingerprint(self) -> str:
-        """sha256 of the vocabulary size and every token's text: equal only for the same vocabulary."""
-        ll, vocab = self.ll, self.vocab
-        digest = hashlib.sha256(f"{self.n_vocab}\n".encode())
-        for token in range(self.n_vocab):
-            digest.update((ll.llama_vocab_get_text(vocab, token) or b"") + b"\x00")
-        return digest.hexdigest()
+        return vocab_fingerprint(self.ll, self.vocab)
 
     def tokenize(self, data: bytes) -> list[int]:
-        ll = self.ll
-        capacity = len(data) + 8
-        tokens = (ll.llama_token * capacity)()
-        n = ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, True, False)
-        if n < 0:
-            capacity = -n
-            tokens = (ll.llama_token * capacity)()
-            n = ll.llama_tokenize(self.vocab, data, len(data), tokens, capacity, True, False)
-        return list(tokens[:n])
+        return tokenize(self.ll, self.vocab, data)
 
     def window_logits(self, window: np.ndarray) -> np.ndarray:
         """The logits of the scored positions of one window (a view into llama.cpp's buffer: use it
@@ -161,6 +147,35 @@ class Model:
             raise ModelFileError(f"{self.name} computes invalid numbers (NaN or infinity) instead of token scores.",
                                  hint=BROKEN_HINT, path=self.path)
         return logits
+
+
+def vocab_fingerprint(ll, vocab) -> str:
+    """sha256 of the vocabulary size and every token's text: equal only for the same vocabulary."""
+    n_vocab = ll.llama_vocab_n_tokens(vocab)
+    digest = hashlib.sha256(f"{n_vocab}\n".encode())
+    for token in range(n_vocab):
+        digest.update((ll.llama_vocab_get_text(vocab, token) or b"") + b"\x00")
+    return digest.hexdigest()
+
+
+def tokenize(ll, vocab, data: bytes) -> list[int]:
+    """The text's tokens as llama-perplexity makes them: BOS where the vocabulary adds one, no
+    special-token parsing."""
+    capacity = len(data) + 8
+    tokens = (ll.llama_token * capacity)()
+    n = ll.llama_tokenize(vocab, data, len(data), tokens, capacity, True, False)
+    if n < 0:
+        capacity = -n
+        tokens = (ll.llama_token * capacity)()
+        n = ll.llama_tokenize(vocab, data, len(data), tokens, capacity, True, False)
+    return list(tokens[:n])
+
+
+def read_text_bytes(path: str) -> bytes:
+    """The evaluation text as llama-perplexity reads ``-f``: one trailing newline dropped."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return data[:-1] if data.endswith(b"\n") else data
 
 
 _BINDINGS = []
@@ -209,11 +224,7 @@ def make_reference(args) -> dict:
     meta_in = json.loads(args.meta) if args.meta else {}
     model = Model(args.model, args.n_ctx, args.threads, args.gpu_layers)
     fingerprint = _loaded(model)
-    with open(args.text, "rb") as fh:
-        data = fh.read()
-    if data.endswith(b"\n"):
-        data = data[:-1]  # as llama-perplexity reads -f
-    tokens = model.tokenize(data)
+    tokens = model.tokenize(read_text_bytes(args.text))
     text_name = meta_in.get("text_name") or os.path.basename(args.text)
     if len(tokens) < ref.min_tokens(args.n_ctx):
         raise too_short(len(tokens), args.n_ctx, text_name)
@@ -267,44 +278,15 @@ def _check_vocab(model: Model, fingerprint: str, reference: ref.Reference) -> No
 def score(args) -> dict:
     reference = ref.Reference.open(args.reference)
     meta = reference.meta
-    compare = sorted({k for k in args.compare_k if 0 < k < meta.k})
     model = Model(args.model, meta.n_ctx, args.threads, args.gpu_layers)
     _check_vocab(model, _loaded(model), reference)
-    total, per = meta.n_windows, meta.scored_per_window
-    targets = reference.targets()
-    kld = np.zeros(meta.n_scored, np.float64)
-    nll = np.zeros(meta.n_scored, np.float64)
-    same_top = np.zeros(meta.n_scored, bool)
-    by_k = {k: np.zeros(meta.n_scored, np.float64) for k in compare}
+    scorer = ref.WindowScorer(reference, args.compare_k)
     t0 = time.perf_counter()
-    for index in range(total):
+    for index in range(meta.n_windows):
         start = time.perf_counter()
-        logits = model.window_logits(np.asarray(reference.windows[index]))
-        base = index * per
-        for offset in range(0, per, ref.ROW_BLOCK):
-            rows = slice(base + offset, base + min(offset + ref.ROW_BLOCK, per))
-            block = logits[offset:offset + ref.ROW_BLOCK]
-            logq = ref.log_softmax(block)
-            ids, logp, rest_logp = np.asarray(reference.ids[rows]), np.asarray(reference.logp[rows]), \
-                np.asarray(reference.rest_logp[rows])
-            test_rest = ref.rest_mass(logq, ids) if meta.k < meta.n_vocab else np.zeros(len(block))
-            kld[rows] = ref.kld_rows(ids, logp, rest_logp, logq, test_rest)
-            for k in compare:
-                by_k[k][rows] = ref.truncated_kld_rows(ids, logp, rest_logp, logq, test_rest, k)
-            nll[rows] = -logq[np.arange(len(block)), targets[rows]]
-            same_top[rows] = block.argmax(axis=1) == ids[:, 0]
-        emit("window", index=index + 1, total=total, seconds=round(time.perf_counter() - start, 4))
-    ref_nll = float(np.asarray(reference.nll, dtype=np.float64).mean())
-    return {
-        "tokens_scored": int(meta.n_scored), "n_windows": total,
-        "nll_mean": float(nll.mean()), "perplexity": math.exp(float(nll.mean())),
-        "reference_nll_mean": ref_nll, "reference_perplexity": math.exp(ref_nll),
-        "kld_mean": float(kld.mean()), "kld_p99": float(np.percentile(kld, 99)),
-        "kld_median": float(np.median(kld)), "kld_max": float(kld.max()),
-        "top1_agreement": float(same_top.mean()),
-        "kld_mean_by_k": {str(k): float(v.mean()) for k, v in by_k.items()},
-        "seconds": round(time.perf_counter() - t0, 4), "load_s": round(model.load_s, 4),
-    }
+        scorer.add(index, model.window_logits(np.asarray(reference.windows[index])))
+        emit("window", index=index + 1, total=meta.n_windows, seconds=round(time.perf_counter() - start, 4))
+    return {**scorer.figures(), "seconds": round(time.perf_counter() - t0, 4), "load_s": round(model.load_s, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:

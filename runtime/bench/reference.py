@@ -17,8 +17,9 @@ that is 24 KiB a position, a quarter of llama-perplexity's full-vocabulary uint1
 49k vocabulary (a tenth for a 150k one), and exact where it keeps a value.
 
 The source is anything that yields logits: ``ReferenceWriter`` takes the windows and then one logit
-array per window, whether they come from llama.cpp (``runtime.bench.quality_child``) or, later, from
-the original checkpoint in PyTorch. ``source`` in the header says which, and is part of the cache key.
+array per window, whether they come from llama.cpp (``runtime.bench.quality_child``) or from
+the original checkpoint in PyTorch (``runtime.bench.torch_child``); ``WindowScorer`` scores any source
+against it the same way. ``source`` in the header says which, and is part of the cache key.
 
 File layout (``.wbref``, little-endian): the 8-byte magic, a u64 header length, a JSON header, then,
 each starting on a 64-byte boundary, the arrays: ``windows`` int32 [n_windows, n_ctx] (the tokens
@@ -157,6 +158,64 @@ def truncated_kld_rows(ref_ids, ref_logp, ref_rest_logp, test_logp, test_rest, k
     with np.errstate(divide="ignore"):
         rest_logp = np.log(rest_p).astype(np.float32)
     return kld_rows(ref_ids[:, :k], ref_logp[:, :k], rest_logp, test_logp, test_rest + dropped_q)
+
+
+class WindowScorer:
+    """Scores a test model on a reference's windows, one window's logits at a time, whatever the
+    source of the logits (llama.cpp in ``quality_child``, PyTorch in ``torch_child``).
+
+    ``add(index, logits)`` takes window ``index``'s logits at its scored positions (shape
+    (scored_per_window, n_vocab)); ``figures()`` gives the figures of every window added: KL
+    divergence against the reference (mean, median, p99, max, and as if it kept only each of
+    ``compare_k`` tokens), top-1 agreement, the test model's and the reference's mean NLL and perplexity.
+    """
+
+    def __init__(self, reference: "Reference", compare_k=()) -> None:
+        meta = reference.meta
+        self.reference, self.meta = reference, meta
+        self.compare = sorted({int(k) for k in compare_k if 0 < int(k) < meta.k})
+        self.targets = reference.targets()
+        n = meta.n_scored
+        self.kld = np.zeros(n, np.float64)
+        self.nll = np.zeros(n, np.float64)
+        self.same_top = np.zeros(n, bool)
+        self.by_k = {k: np.zeros(n, np.float64) for k in self.compare}
+        self.done = np.zeros(meta.n_windows, bool)
+
+    def add(self, index: int, logits: np.ndarray) -> None:
+        meta, ref = self.meta, self.reference
+        per = meta.scored_per_window
+        if logits.shape != (per, meta.n_vocab):
+            raise ValueError(f"logits have shape {logits.shape}, expected ({per}, {meta.n_vocab})")
+        base = index * per
+        for offset in range(0, per, ROW_BLOCK):
+            rows = slice(base + offset, base + min(offset + ROW_BLOCK, per))
+            block = logits[offset:offset + ROW_BLOCK]
+            logq = log_softmax(block)
+            ids, logp = np.asarray(ref.ids[rows]), np.asarray(ref.logp[rows])
+            rest_logp = np.asarray(ref.rest_logp[rows])
+            test_rest = rest_mass(logq, ids) if meta.k < meta.n_vocab else np.zeros(len(block))
+            self.kld[rows] = kld_rows(ids, logp, rest_logp, logq, test_rest)
+            for k in self.compare:
+                self.by_k[k][rows] = truncated_kld_rows(ids, logp, rest_logp, logq, test_rest, k)
+            self.nll[rows] = -logq[np.arange(len(block)), self.targets[rows]]
+            self.same_top[rows] = np.asarray(block).argmax(axis=1) == ids[:, 0]
+        self.done[index] = True
+
+    def figures(self) -> dict:
+        if not self.done.all():
+            raise ValueError(f"only {int(self.done.sum())} of {len(self.done)} windows were scored")
+        kld, nll = self.kld, self.nll
+        ref_nll = float(np.asarray(self.reference.nll, dtype=np.float64).mean())
+        return {
+            "tokens_scored": int(self.meta.n_scored), "n_windows": int(self.meta.n_windows),
+            "nll_mean": float(nll.mean()), "perplexity": math.exp(float(nll.mean())),
+            "reference_nll_mean": ref_nll, "reference_perplexity": math.exp(ref_nll),
+            "kld_mean": float(kld.mean()), "kld_p99": float(np.percentile(kld, 99)),
+            "kld_median": float(np.median(kld)), "kld_max": float(kld.max()),
+            "top1_agreement": float(self.same_top.mean()),
+            "kld_mean_by_k": {str(k): float(v.mean()) for k, v in self.by_k.items()},
+        }
 
 
 # --- identity and cache ------------------------------------------------------------------------------

@@ -4,15 +4,16 @@ Before any child starts, what can be refused is: options that cannot work (``che
 damaged file (its header, ``read_gguf_info``: ModelFileError), a model that does not fit in this
 machine's free memory at ``options.n_ctx`` (``check_fit``: InsufficientMemoryError with the numbers).
 Then ``runtime.bench.speed_child`` loads it and runs llama-bench's tests (see that module) with the
-same threads, context, batch sizes and GPU layers for every model of a run. Cancel kills the child;
-a crash becomes ProcessCrashed naming the signal.
+same threads, context, batch sizes and GPU layers for every model of a run, and with
+``options.parallel`` llama-batched-bench's test at each N (``measure_speed_and_batching``). Cancel
+kills the child; a crash becomes ProcessCrashed naming the signal.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from runtime.bench.results import SpeedFigures, SpeedOptions, Spread
+from runtime.bench.results import BatchedPoint, SpeedFigures, SpeedOptions, Spread
 from runtime.errors import BenchError, ProcessCrashed
 from runtime.jobs import CancelToken, ProgressCallback, no_progress
 from runtime.procs import ChildProcess
@@ -23,6 +24,8 @@ LOAD_TIMEOUT_S = 1800.0          # a big model from a slow disk
 RUN_TIMEOUT_S = 7 * 24 * 3600.0  # no limit worth the name: Cancel is the way out
 _CRASH_HINT = ("The file may be damaged, or the computer ran out of memory: close other programs, "
                "or choose a smaller context, and try again.")
+MAX_PARALLEL = 64                # sequences decoded together in the batched test (llama.cpp allows 256)
+CELLS_PAD = 256                  # llama.cpp rounds each sequence's share of the context up to this
 
 
 def resolved_threads(options: SpeedOptions) -> int:
@@ -47,11 +50,34 @@ def check_options(options: SpeedOptions) -> None:
                          f"the physical cores ({os.cpu_count()} logical CPUs here).", option="threads")
     if o.n_gpu_layers < -1:
         raise BenchError(f"{o.n_gpu_layers} GPU layers: use 0 or more, or -1 for all layers.", option="gpu layers")
+    _check_parallel(o.parallel)
     longest = max(o.prompt_tokens, o.gen_tokens)
     if longest > o.n_ctx:
         raise BenchError(f"A context of {o.n_ctx} tokens cannot hold the {longest} tokens a test needs.",
                          hint=f"Use a context of at least {longest} tokens, or fewer test tokens.",
                          option="context length", needed_tokens=longest)
+
+
+def _check_parallel(parallel) -> None:
+    if not isinstance(parallel, (list, tuple)):
+        raise BenchError(f"The parallel sequences must be a list of numbers, not {parallel!r}.",
+                         option="parallel sequences")
+    for n in parallel:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_PARALLEL:
+            raise BenchError(f"{n!r} parallel sequences cannot be measured: use 1 to {MAX_PARALLEL}.",
+                             hint="For example 1, 2, 4, 8.", option="parallel sequences")
+    if len(set(parallel)) != len(parallel):
+        raise BenchError(f"The parallel sequences {', '.join(map(str, parallel))} name a number twice.",
+                         hint="Give each number of sequences once, e.g. 1, 2, 4, 8.", option="parallel sequences")
+
+
+def batched_context(options: SpeedOptions) -> int:
+    """Cells of the batched test's context: the largest N times prompt_tokens + gen_tokens, each
+    sequence's share rounded up as llama.cpp rounds it (0 without ``options.parallel``)."""
+    if not options.parallel:
+        return 0
+    per_sequence = -(-(options.prompt_tokens + options.gen_tokens) // CELLS_PAD) * CELLS_PAD
+    return max(options.parallel) * per_sequence
 
 
 def describe_options(options: SpeedOptions) -> str:
@@ -62,12 +88,16 @@ def describe_options(options: SpeedOptions) -> str:
                                                           else f"{o.n_gpu_layers} GPU layers")
     warmup = " after a warm-up" if o.warmup else ", no warm-up"
     reps = f"{o.reps} repetition{'s' if o.reps != 1 else ''}"
-    return (f"pp{o.prompt_tokens} and tg{o.gen_tokens}, {reps}{warmup}; {threads}, context {o.n_ctx:,}, "
+    text = (f"pp{o.prompt_tokens} and tg{o.gen_tokens}, {reps}{warmup}; {threads}, context {o.n_ctx:,}, "
             f"batch {o.n_batch}/{o.n_ubatch}, {layers}")
+    if o.parallel:
+        text += f"; batched: {', '.join(map(str, o.parallel))} sequences of pp{o.prompt_tokens} + tg{o.gen_tokens}"
+    return text
 
 
 def check_memory(path: str | os.PathLike, options: SpeedOptions):
-    """Read the header and compare the model's needs at ``options.n_ctx`` with free memory.
+    """Read the header and compare the model's needs at ``options.n_ctx`` (or the batched test's
+    context, ``batched_context``, when larger: the two contexts never exist together) with free memory.
 
     Returns the GGUFInfo. Raises ModelFileError for a damaged file and InsufficientMemoryError (facts:
     needed_bytes, available_bytes, n_ctx, memory) for a model that does not fit.
@@ -79,6 +109,12 @@ def check_memory(path: str | os.PathLike, options: SpeedOptions):
         from runtime.bench.machine import gpu_devices
 
         gpus = gpu_devices()
+    batched = batched_context(options)
+    if batched > options.n_ctx:
+        return require_fit(path, batched, gpus=gpus,
+                           hint=f"The batched test holds {max(options.parallel)} sequences of "
+                                f"{options.prompt_tokens + options.gen_tokens} tokens at once: measure fewer "
+                                "parallel sequences or fewer tokens, close other programs, or leave this model out.")
     return require_fit(path, options.n_ctx, gpus=gpus,
                        hint="Close other programs, choose a smaller context, or leave this model out.")
 
@@ -89,12 +125,22 @@ def child_args(path: str | os.PathLike, options: SpeedOptions) -> list[str]:
     args = [os.fspath(path), "--threads", str(resolved_threads(o)), "--ctx", str(o.n_ctx), "--batch",
             str(o.n_batch), "--ubatch", str(o.n_ubatch), "--gpu-layers", str(o.n_gpu_layers),
             "--prompt-tokens", str(o.prompt_tokens), "--gen-tokens", str(o.gen_tokens), "--reps", str(o.reps)]
+    if o.parallel:
+        args += ["--parallel", ",".join(map(str, o.parallel))]
     return args + ([] if o.warmup else ["--no-warmup"])
 
 
 def measure_speed(path: str | os.PathLike, options: SpeedOptions, *, progress: ProgressCallback = no_progress,
                   cancel: CancelToken | None = None) -> SpeedFigures:
-    """Load ``path`` in a fresh child and measure it with ``options``; return its SpeedFigures.
+    """``measure_speed_and_batching``'s SpeedFigures alone."""
+    return measure_speed_and_batching(path, options, progress=progress, cancel=cancel)[0]
+
+
+def measure_speed_and_batching(path: str | os.PathLike, options: SpeedOptions, *,
+                               progress: ProgressCallback = no_progress, cancel: CancelToken | None = None
+                               ) -> tuple[SpeedFigures, list[BatchedPoint] | None]:
+    """Load ``path`` in a fresh child and measure it with ``options``: its SpeedFigures, and with
+    ``options.parallel`` one BatchedPoint per N (None without).
 
     ``progress(done, total, message)`` counts steps (loading, the warm-up, each repetition of each
     test): "pp512 rep 2/3". Raises BenchError (options), ModelFileError / UnsupportedArchitectureError
@@ -107,7 +153,9 @@ def measure_speed(path: str | os.PathLike, options: SpeedOptions, *, progress: P
     name = Path(path).name
     check_memory(path, options)
     cancel.check()
-    total = 1 + (1 if options.warmup else 0) + 3 * options.reps  # loading is the first step
+    from runtime.bench.speed_child import runner_steps
+
+    total = 1 + runner_steps(options.reps, options.warmup, len(options.parallel))  # loading is the first step
     child = ChildProcess(CHILD_MODULE, child_args(path, options), name="speed runner", error_class=ProcessCrashed)
 
     def on_event(event: dict) -> None:
@@ -126,7 +174,7 @@ def measure_speed(path: str | os.PathLike, options: SpeedOptions, *, progress: P
     finally:
         child.kill()
     progress(total, total, f"{name}: done")
-    return figures_from_event(done)
+    return figures_from_event(done), batched_from_event(done)
 
 
 def figures_from_event(event: dict) -> SpeedFigures:
@@ -135,3 +183,13 @@ def figures_from_event(event: dict) -> SpeedFigures:
                         tg_tokens_per_s=Spread.of(event["tg_tokens_per_s"]), ttft_s=Spread.of(event["ttft_s"]),
                         peak_rss_bytes=event.get("peak_rss_bytes"), vram_bytes=event.get("vram_bytes"),
                         threads=int(event.get("threads") or 0))
+
+
+def batched_from_event(event: dict) -> list[BatchedPoint] | None:
+    """The batched test's points from the child's ``done`` event (None when it did not run)."""
+    points = event.get("batched")
+    if points is None:
+        return None
+    return [BatchedPoint(n=int(p["n"]), tg_tokens_per_s_aggregate=float(p["tg_tokens_per_s_aggregate"]),
+                         tg_tokens_per_s_per_sequence=float(p["tg_tokens_per_s_per_sequence"]),
+                         pp_tokens_per_s_aggregate=float(p["pp_tokens_per_s_aggregate"])) for p in points]

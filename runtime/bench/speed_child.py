@@ -2,9 +2,9 @@
 
 Started by ``runtime.bench.speed.measure_speed`` through ``runtime.procs.ChildProcess`` as
 ``python -m runtime.bench.speed_child MODEL --threads N --ctx N --batch N --ubatch N --gpu-layers N
---prompt-tokens N --gen-tokens N --reps N [--no-warmup]``; ``--machine`` alone reports what this
-llama.cpp build offers instead (see ``runtime.bench.machine``), so the window's process never loads
-a GPU backend.
+--prompt-tokens N --gen-tokens N --reps N [--no-warmup] [--parallel 1,2,4,8]``; ``--machine`` alone
+reports what this llama.cpp build offers instead (see ``runtime.bench.machine``), so the window's
+process never loads a GPU backend.
 
 The tests, as llama-bench defines them (tools/llama-bench in the vendored llama.cpp):
 
@@ -18,6 +18,20 @@ The tests, as llama-bench defines them (tools/llama-bench in the vendored llama.
 A warm-up of each (pp in full, one tg token, one chat prompt) runs first, then ``reps`` repetitions
 of pp, then of tg, then of ttft.
 
+With ``--parallel 1,2,4,8`` the batched test follows, as llama-batched-bench defines it
+(tools/batched-bench, its defaults: prompts not shared, generation not separated, KV cache not
+unified, no full-size sliding-window cache): the single-sequence context is freed and a second one
+made with n_seq_max = the largest N and N x (prompt_tokens + gen_tokens) cells (llama.cpp gives each
+sequence its own n_ctx / n_seq_max cells). For each N, from an empty cache: one batch of N prompts
+of ``prompt_tokens`` random tokens (sequence j at seq_id j, positions 0.., only each prompt's last
+token outputs logits), decoded in pieces of n_batch, then a synchronize: the pp time; then
+``gen_tokens`` steps, each a batch of one random token for every sequence (all with logits), decoded
+and synchronized: the tg time. Aggregate tg tokens/s = N x gen_tokens / tg time (batched-bench's
+S_TG), per sequence = that / N; aggregate pp tokens/s = N x prompt_tokens / pp time (S_PP). A short
+warm-up at the largest N (16 prompt tokens a sequence and two steps) runs first, then ``reps``
+repetitions of each N; each figure is the median. The single-sequence tests' figures (and the peak
+memory reported) are taken before it starts.
+
 Events on stdout, one JSON object a line:
 
 - ``{"event": "started", "llama_cpp": "0.3.36", "pid": 123}`` once llama.cpp is imported;
@@ -26,7 +40,9 @@ Events on stdout, one JSON object a line:
 - ``{"event": "progress", "step": "pp", "label": "pp512", "rep": 2, "reps": 3, "done": 3, "total": 10,
   "message": "pp512 rep 2/3"}`` as each step starts (``done``: steps finished; the warm-up is one step);
 - ``{"event": "done", "load_s": ..., "pp_tokens_per_s": [...], "tg_tokens_per_s": [...], "ttft_s": [...],
-  "peak_rss_bytes": ..., "vram_bytes": ..., "threads": ...}``: one value per repetition;
+  "peak_rss_bytes": ..., "vram_bytes": ..., "threads": ..., "batched": [...] | null}``: one value per
+  repetition; ``batched`` (with --parallel) one object per N: ``{"n", "tg_tokens_per_s_aggregate",
+  "tg_tokens_per_s_per_sequence", "pp_tokens_per_s_aggregate", "tg_values", "pp_values", "n_ctx"}``;
 - ``{"event": "error", **WorkbenchError.to_payload()}`` (then exit 3): ModelFileError for a file
   llama.cpp cannot load, UnsupportedArchitectureError when it does not know the architecture,
   BenchError when a context cannot be made or a decode fails.
@@ -39,6 +55,7 @@ import argparse
 import ctypes
 import os
 import random
+import statistics
 import sys
 import time
 from collections import deque
@@ -90,13 +107,8 @@ class Bench:
         self.model = ll.llama_model_load_from_file(os.fsencode(path), mparams)
         if not self.model:
             raise self._load_error()
-        cparams = ll.llama_context_default_params()
-        cparams.n_ctx = args.ctx
-        cparams.n_batch = args.batch
-        cparams.n_ubatch = args.ubatch
-        cparams.n_threads = cparams.n_threads_batch = args.threads
-        cparams.no_perf = True
-        self.ctx = ll.llama_init_from_model(self.model, cparams)
+        self.args = args
+        self.ctx = ll.llama_init_from_model(self.model, self._context_params(args.ctx))
         if not self.ctx:
             raise BenchError(f"llama.cpp could not create a context of {args.ctx} tokens (batch {args.batch}, "
                              f"micro-batch {args.ubatch}) for {os.path.basename(path)}.",
@@ -119,6 +131,23 @@ class Bench:
         self.template = self._meta_string("tokenizer.chat_template")
         self.bos_text = self._piece_text(self.bos)
         self.eos_text = self._piece_text(ll.llama_vocab_eos(self.vocab))
+
+    def _context_params(self, n_ctx: int, n_seq_max: int = 0):
+        """llama.cpp's defaults with this run's sizes and threads; ``n_seq_max`` > 0: the batched test's
+        context, with what llama-batched-bench's common parameters change (each sequence its own
+        cells, not a unified KV cache; a sliding-window cache only as large as the window needs)."""
+        args = self.args
+        cparams = self.ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = args.batch
+        cparams.n_ubatch = args.ubatch
+        cparams.n_threads = cparams.n_threads_batch = args.threads
+        cparams.no_perf = True
+        if n_seq_max:
+            cparams.n_seq_max = n_seq_max
+            cparams.kv_unified = False
+            cparams.swa_full = False
+        return cparams
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -210,6 +239,81 @@ class Bench:
         ll.llama_sampler_sample(self.greedy, self.ctx, -1)
         return time.perf_counter() - t0
 
+    # --- the batched test (llama-batched-bench) -----------------------------------------------
+
+    def open_batched_context(self, n_seq: int, n_ctx: int) -> None:
+        """Free the single-sequence context; make the batched test's: ``n_seq`` sequences, ``n_ctx`` cells."""
+        ll = self.ll
+        ll.llama_free(self.ctx)
+        self.ctx = ll.llama_init_from_model(self.model, self._context_params(n_ctx, n_seq))
+        if not self.ctx:
+            raise BenchError(f"llama.cpp could not create a context of {n_ctx} tokens for {n_seq} sequences "
+                             f"for {os.path.basename(self.path)}.",
+                             hint="Measure fewer parallel sequences, or use fewer prompt or generated tokens.",
+                             path=self.path, details=self.log.text()[-4000:])
+        self.memory = ll.llama_get_memory(self.ctx)
+        self.n_batch = ll.llama_n_batch(self.ctx)
+
+    def _prompt_batches(self, n_seq: int, n_tokens: int) -> list:
+        """``n_seq`` prompts of ``n_tokens`` random tokens in llama_batch pieces of at most n_batch:
+        sequence j at seq_id j, positions from 0, logits for each prompt's last token only."""
+        ll, total = self.ll, n_seq * n_tokens
+        batches = []
+        for start in range(0, total, self.n_batch):
+            size = min(self.n_batch, total - start)
+            batch = ll.llama_batch_init(size, 0, 1)
+            batches.append(batch)
+            for i in range(size):
+                seq, pos = divmod(start + i, n_tokens)
+                batch.token[i] = self.rng.randrange(self.n_vocab)
+                batch.pos[i] = pos
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq
+                batch.logits[i] = pos == n_tokens - 1
+            batch.n_tokens = size
+        return batches
+
+    def batched_run(self, n_seq: int, prompt_tokens: int, gen_tokens: int) -> tuple[float, float]:
+        """(prompt, generation) tokens per second of all ``n_seq`` sequences together, from an empty
+        cache: their prompts in one batch, then ``gen_tokens`` steps of one token for each sequence."""
+        ll, ctx = self.ll, self.ctx
+        prompts = self._prompt_batches(n_seq, prompt_tokens)
+        step = ll.llama_batch_init(n_seq, 0, 1)
+        try:
+            for j in range(n_seq):
+                step.n_seq_id[j], step.logits[j] = 1, 1
+                step.seq_id[j][0] = j
+            step.n_tokens = n_seq
+            draws = [[self.rng.randrange(self.n_vocab) for _ in range(n_seq)] for _ in range(gen_tokens)]
+            token, pos, seqs = step.token, step.pos, range(n_seq)
+            decode, sync = ll.llama_decode, ll.llama_synchronize
+            ll.llama_memory_clear(self.memory, False)
+            t0 = time.perf_counter()
+            for batch in prompts:
+                if decode(ctx, batch) != 0:
+                    raise self._batched_error(n_seq, "the prompts")
+            sync(ctx)
+            t1 = time.perf_counter()
+            for i, tokens in enumerate(draws):
+                at = prompt_tokens + i
+                for j in seqs:
+                    token[j] = tokens[j]
+                    pos[j] = at
+                if decode(ctx, step) != 0:
+                    raise self._batched_error(n_seq, "a generation step")
+                sync(ctx)
+            t2 = time.perf_counter()
+        finally:
+            for batch in (*prompts, step):
+                ll.llama_batch_free(batch)
+        return n_seq * prompt_tokens / (t1 - t0), n_seq * gen_tokens / (t2 - t1)
+
+    def _batched_error(self, n_seq: int, what: str) -> BenchError:
+        return BenchError(f"llama.cpp failed to evaluate {what} of {n_seq} sequences together "
+                          "(llama_decode returned an error).",
+                          hint="The context may be too small for that many sequences.", path=self.path,
+                          details=self.log.text()[-4000:])
+
     def _chat_tokens(self) -> list[int]:
         from runtime.engine.templates import render_chat
         from runtime.errors import TemplateError
@@ -257,7 +361,7 @@ def run(args: argparse.Namespace) -> None:
          threads_batch=bench.ll.llama_n_threads_batch(bench.ctx), n_ctx=bench.ll.llama_n_ctx(bench.ctx),
          n_batch=bench.n_batch, n_ubatch=bench.ll.llama_n_ubatch(bench.ctx), vram_bytes=bench.vram_bytes)
     reps, pp_label, tg_label = args.reps, f"pp{args.prompt_tokens}", f"tg{args.gen_tokens}"
-    total = 3 * reps + (0 if args.no_warmup else 1)
+    total = runner_steps(reps, not args.no_warmup, len(args.parallel))
     done = 0
 
     def step(name: str, label: str, rep: int = 0) -> None:
@@ -281,8 +385,49 @@ def run(args: argparse.Namespace) -> None:
             done += 1
     from runtime.procs import peak_rss_bytes
 
+    peak = peak_rss_bytes()  # the single-sequence tests' peak, before the batched context exists
+    batched = None
+    if args.parallel:
+        batched = []
+        n_ctx = max(args.parallel) * (args.prompt_tokens + args.gen_tokens)
+        bench.open_batched_context(max(args.parallel), n_ctx)
+        if not args.no_warmup:
+            step("batched", "batched warm-up")
+            bench.batched_run(max(args.parallel), min(16, args.prompt_tokens), 2)
+            done += 1
+        for n in args.parallel:
+            label = f"{n} sequence{'s' if n != 1 else ''}"
+            pp_values, tg_values = [], []
+            for rep in range(1, reps + 1):
+                step("batched", label, rep)
+                pp_rate, tg_rate = bench.batched_run(n, args.prompt_tokens, args.gen_tokens)
+                pp_values.append(pp_rate)
+                tg_values.append(tg_rate)
+                done += 1
+            tg = statistics.median(tg_values)
+            batched.append({"n": n, "tg_tokens_per_s_aggregate": round(tg, 6),
+                            "tg_tokens_per_s_per_sequence": round(tg / n, 6),
+                            "pp_tokens_per_s_aggregate": round(statistics.median(pp_values), 6),
+                            "tg_values": [round(v, 6) for v in tg_values],
+                            "pp_values": [round(v, 6) for v in pp_values],
+                            "n_ctx": bench.ll.llama_n_ctx(bench.ctx)})
     emit("done", load_s=round(bench.load_s, 6), **{k: [round(v, 6) for v in vs] for k, vs in figures.items()},
-         peak_rss_bytes=peak_rss_bytes(), vram_bytes=bench.vram_bytes, threads=threads)
+         peak_rss_bytes=peak, vram_bytes=bench.vram_bytes, threads=threads, batched=batched)
+
+
+def runner_steps(reps: int, warmup: bool, n_parallel: int) -> int:
+    """The progress steps of a run: the warm-up, each repetition of pp, tg and ttft, and with the
+    batched test its warm-up and each repetition at each N (``n_parallel`` of them)."""
+    single = 3 * reps + (1 if warmup else 0)
+    return single + (n_parallel * reps + (1 if warmup else 0) if n_parallel else 0)
+
+
+def parallel_list(text: str) -> list[int]:
+    """``"1,2,4,8"`` as [1, 2, 4, 8] (argparse type of --parallel)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
 
 
 def machine() -> None:
@@ -320,6 +465,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", type=parallel_list, default=[],
+                        help="the batched test: numbers of sequences decoded together, e.g. 1,2,4,8")
     return parser.parse_args(argv)
 
 

@@ -32,6 +32,7 @@ from runtime.jobs import CancelToken, ProgressCallback, no_progress
 OUT_TYPES = ("f32", "f16", "bf16", "q8_0")
 CHUNK_BYTES = 16 << 20           # float32 bytes converted per slice of a big tensor
 DISK_MARGIN_BYTES = 32 << 20     # free space asked for beyond the file itself
+SOURCE_CHECKPOINT_KEY = "workbench.source_checkpoint"  # the checkpoint folder a GGUF was converted from
 __all__ = ["OUT_TYPES", "SUPPORTED_ARCHITECTURES", "ConversionPlan", "PlannedTensor", "convert_checkpoint",
            "default_out_name", "expected_size", "plan_conversion"]
 
@@ -325,6 +326,9 @@ def _write_metadata(writer, plan: ConversionPlan) -> None:
     if plan.gguf_arch == "phi3":
         ARCHITECTURES["phi3"].extra_tensors(plan.hyper, writer)  # adds the rope attention factor key
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    # Where it came from, so the Benchmark tab can offer the original checkpoint as PyTorch rows
+    # (runtime.bench.torch_rows.source_checkpoint_of; llama.cpp's quantizer copies the key to every variant).
+    writer.add_string(SOURCE_CHECKPOINT_KEY, str(Path(plan.info.path).resolve()))
     if plan.vocab.add_space_prefix is not None:
         writer.add_add_space_prefix(plan.vocab.add_space_prefix)
     plan.vocab.add_to(writer)

@@ -5,7 +5,14 @@
 for it). Before it starts, everything that can be checked is: the source's header (a damaged file
 never reaches llama.cpp), a source that is already quantized (only with ``requantize=True``: its
 quality suffers twice), a target its shapes cannot take (``sizes.TargetPlan.refused``), a target
-that needs an importance matrix, and the free disk space against the expected size.
+that needs an importance matrix when none is given (or one that does not fit the model), and the free
+disk space against the expected size.
+
+``imatrix=PATH`` (a GGUF imatrix file: ``workbench imatrix`` or llama-imatrix made it) is handed to
+llama.cpp (see ``quantize_child``); it improves every type below 8 bits and is required for the
+types in ``imatrix_types()``. The output's default name then carries ``-imat-`` before the type
+(``model-imat-Q4_K_M.gguf``), so the same type with and without one can sit side by side and the
+library groups them together.
 
 llama.cpp writes under a temporary name in the destination folder (``<name>.<random>.partial``);
 progress is that file's size against the expected size, read at each tensor llama.cpp starts.
@@ -38,7 +45,7 @@ PARTIAL_SUFFIX = ".partial"
 
 MAIN_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
 # Offered after the main list, best first. Left out: the types in sizes.IMATRIX_TYPES (they need an
-# importance matrix, which a later version adds), TQ1_0/TQ2_0 (ternary: only for models trained
+# importance matrix: offered by imatrix_types() when one is given), TQ1_0/TQ2_0 (ternary: only for models trained
 # for them, such as BitNet), MXFP4_MOE (for mixture-of-experts models such as gpt-oss), and the
 # newer Q1_0, Q2_0 and NVFP4 (the gguf package here cannot read them back, or this llama.cpp's
 # quantizer has no recipe for them).
@@ -71,7 +78,7 @@ def all_types() -> list[str]:
 
 
 def imatrix_types() -> list[str]:
-    """Types this llama.cpp offers that need an importance matrix (not offered yet)."""
+    """Types this llama.cpp offers that need an importance matrix (llama.cpp refuses them without one)."""
     return [t for t in sizes.IMATRIX_TYPES if t in _offered_by_llama_cpp()]
 
 
@@ -99,8 +106,10 @@ def _offered_by_llama_cpp() -> set[str]:
     return _OFFERED
 
 
-def default_out_path(src: str | os.PathLike, qtype: str, out_dir: str | os.PathLike | None = None) -> Path:
-    """``<stem>-<TYPE>.gguf`` beside the source (or in ``out_dir``).
+def default_out_path(src: str | os.PathLike, qtype: str, out_dir: str | os.PathLike | None = None,
+                     imatrix: bool = False) -> Path:
+    """``<stem>-<TYPE>.gguf`` beside the source (or in ``out_dir``); ``<stem>-imat-<TYPE>.gguf`` when
+    made with an importance matrix.
 
     A type the source's name ends with is dropped first: ``model-F16.gguf`` gives ``model-Q4_K_M.gguf``,
     ``SmolLM2.Q4_1.gguf`` gives ``SmolLM2-Q8_0.gguf``.
@@ -115,28 +124,33 @@ def default_out_path(src: str | os.PathLike, qtype: str, out_dir: str | os.PathL
         own_pattern = {"F16": "F?P?16", "F32": "F?P?32"}.get(own, re.escape(own))
         stem = re.sub(rf"[-._]{own_pattern}$", "", stem, flags=re.IGNORECASE) or stem
     folder = Path(out_dir) if out_dir is not None else src.parent
-    return folder / f"{stem}-{qtype}.gguf"
+    return folder / f"{stem}-{'imat-' if imatrix else ''}{qtype}.gguf"
 
 
 # --- one target ------------------------------------------------------------------------------------
 
-def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False) -> sizes.TargetPlan:
+def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False,
+                 imatrix: str | os.PathLike | None = None) -> sizes.TargetPlan:
     """Everything about the source and target that can be refused before llama.cpp runs.
 
     Returns the plan (expected size, per-tensor types). Raises ModelFileError for a damaged source
-    and QuantizeError for: an unknown type or one needing an importance matrix, the source's own
-    type, an already-quantized
+    and QuantizeError for: an unknown type, one needing an importance matrix when ``imatrix`` is None,
+    an importance matrix that does not fit the model (ModelFileError: not an imatrix file), the
+    source's own type, an already-quantized
     source without ``requantize``, an unquantized target from a quantized source, a target the
     model's shapes cannot take.
     """
     qtype = sizes.normalize_type(qtype)
-    if qtype in sizes.IMATRIX_TYPES:
+    if qtype in sizes.IMATRIX_TYPES and imatrix is None:
         raise QuantizeError(
-            f"{qtype} needs an importance matrix, which this version of the app cannot make yet.",
-            hint="Choose Q4_K_M or Q3_K_M, or IQ4_XS / IQ3_M from the advanced list.", qtype=qtype)
-    if qtype not in all_types():
+            f"{qtype} needs an importance matrix: llama.cpp refuses to make it without one.",
+            hint="Use an importance matrix: compute one with `workbench imatrix MODEL --out FILE.gguf` (or tick "
+                 "\"Use importance matrix\" in the Compress tab) and pass it with --imatrix FILE; or choose "
+                 "Q4_K_M or Q3_K_M.", qtype=qtype, needs_imatrix=True)
+    offered = all_types() + imatrix_types()
+    if qtype not in offered:
         raise QuantizeError(f"{qtype} is not offered here.",
-                            hint="Choose one of: " + ", ".join(all_types()) + ".", qtype=qtype)
+                            hint="Choose one of: " + ", ".join(offered) + ".", qtype=qtype)
     source = sizes.read_source(src)
     name = Path(source.path).name
     quantized = source.quantized_types
@@ -158,6 +172,10 @@ def check_target(src: str | os.PathLike, qtype: str, *, requantize: bool = False
             hint="Quantize the original F16/BF16/F32 file instead; or, knowing the cost, choose "
                  "\"requantize\" (workbench quantize --requantize).",
             path=source.path, qtype=qtype, source_types=quantized)
+    if imatrix is not None:
+        from runtime.compress.imatrix import load
+
+        load(imatrix).check_model({t.name: t.dims for t in source.tensors}, name)
     plan = sizes.plan_from_source(source, qtype)
     if plan.refused:
         raise QuantizeError(plan.problem or f"{qtype} cannot be made from {name}.",
@@ -197,8 +215,10 @@ def _size(path: Path) -> int:
 
 def quantize_gguf(src: str | os.PathLike, out_path: str | os.PathLike, qtype: str, *, requantize: bool = False,
                   progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
-                  overwrite: bool = False, threads: int = 0) -> Path:
+                  overwrite: bool = False, threads: int = 0, imatrix: str | os.PathLike | None = None) -> Path:
     """Quantize the GGUF ``src`` to ``qtype`` into ``out_path`` with llama.cpp; return ``out_path``.
+
+    ``imatrix``: a GGUF importance-matrix file to quantize with (required for ``imatrix_types()``).
 
     ``progress(done_bytes, expected_bytes, message)`` follows the output file's growth, tensor by
     tensor. ``cancel`` kills the child and raises Cancelled. ``requantize`` allows an
@@ -211,7 +231,7 @@ def quantize_gguf(src: str | os.PathLike, out_path: str | os.PathLike, qtype: st
     """
     cancel = cancel or CancelToken()
     out = Path(out_path).absolute()
-    plan = check_target(src, qtype, requantize=requantize)
+    plan = check_target(src, qtype, requantize=requantize, imatrix=imatrix)
     qtype, src_path = plan.qtype, Path(plan.source.path)
     if out.exists() and out.resolve() == src_path.resolve():
         raise QuantizeError(f"The output would replace the source {src_path.name}.",
@@ -230,7 +250,8 @@ def quantize_gguf(src: str | os.PathLike, out_path: str | os.PathLike, qtype: st
     os.close(fd)
     temp = Path(temp_name)
     child = ChildProcess(CHILD_MODULE, [str(src_path), str(temp), str(sizes.ftype_number(qtype)),
-                                        *(["--requantize"] if requantize else []), "--threads", str(threads)],
+                                        *(["--requantize"] if requantize else []), "--threads", str(threads),
+                                        *(["--imatrix", str(Path(imatrix).absolute())] if imatrix else [])],
                          name="quantizer", error_class=ProcessCrashed)
     doing = f"quantizing to {qtype}"
 
@@ -293,7 +314,8 @@ def _check_output(temp: Path, plan: sizes.TargetPlan) -> None:
 # --- a queue of targets -------------------------------------------------------------------------
 
 def check_queue(src: str | os.PathLike, qtypes: Sequence[str], *, out_dir=None, requantize: bool = False,
-                overwrite: bool = False) -> list[tuple[sizes.TargetPlan, Path]]:
+                overwrite: bool = False,
+                imatrix: str | os.PathLike | None = None) -> list[tuple[sizes.TargetPlan, Path]]:
     """``check_target`` for every target, and what only the whole queue shows, before anything runs.
 
     Returns (plan, output path) per target. Raises QuantizeError for the first target refused, a type
@@ -303,11 +325,11 @@ def check_queue(src: str | os.PathLike, qtypes: Sequence[str], *, out_dir=None, 
     checked: list[tuple[sizes.TargetPlan, Path]] = []
     seen: set[str] = set()
     for qtype in qtypes:
-        plan = check_target(src, qtype, requantize=requantize)
+        plan = check_target(src, qtype, requantize=requantize, imatrix=imatrix)
         if plan.qtype in seen:
             raise QuantizeError(f"{plan.qtype} is asked for twice.", hint="Name each type once.")
         seen.add(plan.qtype)
-        out = default_out_path(plan.source.path, plan.qtype, out_dir).absolute()
+        out = default_out_path(plan.source.path, plan.qtype, out_dir, imatrix=imatrix is not None).absolute()
         if not out.parent.is_dir():
             raise QuantizeError(f"The folder {out.parent} does not exist.", hint="Create it or choose another.",
                                 path=str(out.parent))
@@ -358,7 +380,8 @@ class QueueItem:
 
 def quantize_queue(src: str | os.PathLike, targets: Sequence[str | QueueItem], *, out_dir=None,
                    requantize: bool = False, overwrite: bool = False, threads: int = 0,
-                   progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
+                   imatrix: str | os.PathLike | None = None, progress: ProgressCallback = no_progress,
+                   cancel: CancelToken | None = None,
                    on_start: Callable[[int, str, Path], None] | None = None,
                    on_result: Callable[[QuantizeResult], None] | None = None) -> list[QuantizeResult]:
     """Quantize ``src`` to each target in order; return one QuantizeResult per target.
@@ -374,7 +397,8 @@ def quantize_queue(src: str | os.PathLike, targets: Sequence[str | QueueItem], *
     results: list[QuantizeResult] = []
     for i, item in enumerate(items, 1):
         qtype = sizes.normalize_type(item.qtype)
-        out = Path(item.out_path) if item.out_path else default_out_path(src, qtype, out_dir)
+        out = Path(item.out_path) if item.out_path else default_out_path(src, qtype, out_dir,
+                                                                         imatrix=imatrix is not None)
         result = QuantizeResult(qtype, out)
         prefix = f"[{i}/{len(items)}] "
         t0 = time.monotonic()
@@ -384,7 +408,7 @@ def quantize_queue(src: str | os.PathLike, targets: Sequence[str | QueueItem], *
             cancel.check()
             result.expected_bytes = sizes.plan_quantization(src, qtype).expected_bytes
             quantize_gguf(src, out, qtype, requantize=requantize, overwrite=overwrite, threads=threads,
-                          progress=lambda d, t, m: progress(d, t, prefix + m), cancel=cancel)
+                          imatrix=imatrix, progress=lambda d, t, m: progress(d, t, prefix + m), cancel=cancel)
             result.real_bytes = _size(out)
         except Cancelled:
             result.cancelled = True

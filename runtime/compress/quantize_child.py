@@ -1,7 +1,7 @@
 """The quantizer process: one ``llama_model_quantize`` call, watched from outside.
 
 Started by ``runtime.compress.quantize.quantize_gguf`` through ``runtime.procs.ChildProcess`` as
-``python -m runtime.compress.quantize_child SRC OUT FTYPE [--requantize] [--threads N]``.
+``python -m runtime.compress.quantize_child SRC OUT FTYPE [--requantize] [--threads N] [--imatrix FILE]``.
 llama.cpp's quantizer has no progress callback and no cancel hook, so it runs here: a crash or an
 out-of-memory kill ends only this process, and Cancel is a kill.
 
@@ -14,6 +14,11 @@ Events on stdout, one JSON object a line:
 - ``{"event": "error", **QuantizeError.to_payload()}`` (then exit 3) when llama.cpp refuses: its own
   "failed to quantize: ..." line is the message's end, its last log lines are ``details``; a source
   whose tensor data llama.cpp finds damaged is a ModelFileError.
+
+With ``--imatrix`` the importance matrix (``runtime.compress.imatrix``: ours or llama-imatrix's) is
+handed to llama.cpp as its typed ``imatrix`` array (per weight: the mean squares, ne[0] x n_experts
+values, the array ending in a NULL name), and the output's header records what llama-quantize
+records: ``quantize.imatrix.file``, ``.dataset``, ``.entries_count`` and ``.chunks_count`` (kv overrides).
 
 Everything llama.cpp logs also goes to stderr, where the parent keeps the last lines. When stdin
 closes (the parent is gone or asks it to stop) the process removes OUT and exits.
@@ -107,7 +112,39 @@ def _bindings_version() -> str:
         return "?"
 
 
-def quantize(src: str, out: str, ftype: int, *, requantize: bool, threads: int) -> None:
+def imatrix_params(llama_cpp, path: str):
+    """The ctypes arrays for ``params.imatrix`` and ``params.kv_overrides``; keep the returned tuple alive
+    for the whole quantization (llama.cpp reads the memory they point at)."""
+    import numpy as np
+
+    from runtime.compress.imatrix import load
+
+    matrix = load(path)
+    names = sorted(matrix.entries)
+    means = [np.ascontiguousarray(matrix.entries[n].mean_squares(), dtype=np.float32) for n in names]
+    data = (llama_cpp.llama_model_imatrix_data * (len(names) + 1))()
+    encoded = [n.encode() for n in names]
+    for i, (name, values) in enumerate(zip(encoded, means)):
+        data[i].name = name
+        data[i].data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        data[i].size = values.size
+    data[len(names)].name = None  # the terminator
+    keys = [("quantize.imatrix.file", os.path.basename(path)),
+            ("quantize.imatrix.dataset", matrix.datasets[0] if matrix.datasets else None),
+            ("quantize.imatrix.entries_count", len(names)),
+            ("quantize.imatrix.chunks_count", matrix.chunk_count or None)]
+    keys = [(k, v) for k, v in keys if v is not None]
+    overrides = (llama_cpp.llama_model_kv_override * (len(keys) + 1))()
+    for o, (key, value) in zip(overrides, keys):
+        o.key = key.encode()
+        if isinstance(value, int):
+            o.tag, o.value.val_i64 = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_INT, value
+        else:
+            o.tag, o.value.val_str = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_STR, value.encode()[:127]
+    return data, overrides, (means, encoded, matrix)
+
+
+def quantize(src: str, out: str, ftype: int, *, requantize: bool, threads: int, imatrix: str | None = None) -> None:
     llama_cpp = load_bindings()
 
     watcher = LogWatcher()
@@ -118,9 +155,15 @@ def quantize(src: str, out: str, ftype: int, *, requantize: bool, threads: int) 
     params.ftype = ftype
     params.nthread = threads
     params.allow_requantize = requantize
+    keep = None
+    if imatrix:
+        keep = imatrix_params(llama_cpp, imatrix)
+        params.imatrix = ctypes.cast(keep[0], ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+        params.kv_overrides = ctypes.cast(keep[1], ctypes.POINTER(llama_cpp.llama_model_kv_override))
     t0 = time.perf_counter()
     status = llama_cpp.llama_model_quantize(src.encode(), out.encode(), ctypes.byref(params))
     seconds = time.perf_counter() - t0
+    del keep
     if status != 0:
         reason = watcher.failure or f"llama_model_quantize returned {status}"
         cls, hint = QuantizeError, None
@@ -139,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ftype", type=int)
     parser.add_argument("--requantize", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--imatrix", default=None)
     args = parser.parse_args(argv)
     watch_parent([args.out], _FINISHED)
-    quantize(args.src, args.out, args.ftype, requantize=args.requantize, threads=args.threads)
+    quantize(args.src, args.out, args.ftype, requantize=args.requantize, threads=args.threads,
+             imatrix=args.imatrix)
     return 0
 
 

@@ -143,7 +143,8 @@ class LocalEngine:
         self._child = ChildProcess(
             "runtime.engine.server",
             ["--model", str(self.model_path), "--ctx", str(self.options.n_ctx),
-             "--threads", str(self.options.n_threads), "--gpu-layers", gpu_layers],
+             "--threads", str(self.options.n_threads), "--gpu-layers", gpu_layers]
+            + (["--parallel", str(self.options.n_parallel)] if self.options.n_parallel > 1 else []),
             env={KEY_ENV: self.api_key}, name="engine", error_class=EngineCrashed,
         )
         self._child.start()
@@ -173,7 +174,8 @@ class LocalEngine:
         from runtime.models.hardware import estimate_model_memory
 
         n_ctx = int(self.ready_info.get("n_ctx") or self.options.n_ctx)
-        return MemoryReport(str(self.model_path), n_ctx, estimate_model_memory(self._info, n_ctx),
+        n_seq = max(1, self.options.n_parallel)  # each parallel sequence has a KV cache of n_ctx
+        return MemoryReport(str(self.model_path), n_ctx, estimate_model_memory(self._info, n_ctx * n_seq),
                             max(0, peak - baseline))
 
     def stderr_tail(self) -> str:

@@ -108,7 +108,9 @@ class LlamaRunner:
         self._one = (llama_cpp.llama_token * 1)()
         self._piece = ctypes.create_string_buffer(MAX_PIECE_BYTES)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
+        # The context one sequence may fill: with parallel sequences, each has its own KV stream.
+        self.n_seq_max = max(1, options.n_parallel)
+        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx) if self.n_seq_max == 1 else llama_cpp.llama_n_ctx_seq(self.ctx)
         self.n_batch = self._ctx_params.n_batch
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.chat_template = self._meta_string("tokenizer.chat_template")
@@ -129,16 +131,33 @@ class LlamaRunner:
     def _create_context(self, options: LoadOptions) -> None:
         ll = self._ll
         ctx_params = self._ctx_params = ll.llama_context_default_params()
-        ctx_params.n_ctx = options.n_ctx
+        n_seq = max(1, options.n_parallel)
+        ctx_params.n_ctx = options.n_ctx * n_seq
         ctx_params.n_batch = min(512, options.n_ctx)
+        if n_seq > 1:
+            # As llama-server with --parallel N and no --kv-unified: one KV stream per sequence, each
+            # of n_ctx tokens (so a sequence never takes another's room, and attends only its own
+            # cells), and a batch that holds at least one token of every sequence.
+            ctx_params.n_seq_max = n_seq
+            ctx_params.kv_unified = False
+            ctx_params.n_batch = max(ctx_params.n_batch, n_seq)
+            if options.n_gpu_layers == 0 or not ll.llama_supports_gpu_offload():
+                # On the CPU, llama.cpp's flash-attention kernel is chosen by how many tokens of a
+                # sequence a batch holds (tiled from GGML_FA_TILE_Q queries, split over the KV cache
+                # for one query), and each computes slightly different numbers: a sequence's reply
+                # would depend on what else shared its batches. Without it, every sequence's logits
+                # are bit-identical to decoding it alone (see tests/runtime/engine/test_batch_engine.py).
+                ctx_params.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
         ctx_params.n_threads = options.n_threads
         ctx_params.n_threads_batch = options.n_threads
         ctx_params.no_perf = True
         self.ctx = ll.llama_init_from_model(self.model, ctx_params)
         if not self.ctx:
+            sequences = f" for each of {n_seq} parallel sequences" if n_seq > 1 else ""
             raise EngineError(
-                f"llama.cpp could not create a context of {options.n_ctx} tokens for {self.model_path.name}.",
-                hint="Try a smaller context length or fewer GPU layers.",
+                f"llama.cpp could not create a context of {options.n_ctx} tokens{sequences} for "
+                f"{self.model_path.name}.",
+                hint="Try a smaller context length, fewer parallel sequences or fewer GPU layers.",
                 path=str(self.model_path),
             )
 

@@ -23,6 +23,13 @@ Errors travel as ``WorkbenchError.to_payload()`` inside an OpenAI-style body:
 ``{"error": {"message": ..., "type": kind, "kind": ..., "hint": ..., "path": ..., "facts": {...}}}``
 (mid-stream: the same object as one ``data:`` event).
 
+Parallel requests: with ``--parallel N`` (N > 1) the context holds N sequences, each with its own
+KV cache of ``--ctx`` tokens, and a ``BatchScheduler`` (``runtime.engine.scheduler``) decodes up to N
+requests together, one ``llama_decode`` per step for all of them; more requests wait for a free
+slot. Without it (N = 1) requests take turns under one lock, and a chat's next turn reuses the KV
+cache of the previous one. ``/health`` says ``parallel`` and, with N > 1, the scheduler's exact
+counts (``decode_calls``, ``sampled_tokens``, ``max_sequences_in_step``, ``active``, ``waiting``...).
+
 Requests may add llama-server's ``ignore_eos`` (used by benchmarks to generate exactly max_tokens).
 Every request is checked (BadRequest, 400, names the bad field); the body may be at most six times
 what the loaded context can hold; any other failure inside the engine answers 500 with a typed
@@ -193,7 +200,8 @@ class EngineHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         if self.path == "/health":
-            self._send_json(200, {"status": "ok"})
+            scheduler = self.server.scheduler
+            self._send_json(200, {"status": "ok", **(scheduler.counters() if scheduler else {"parallel": 1})})
         elif self.path == "/v1/models":
             self._send_json(200, {"object": "list", "data": [
                 {"id": self.server.model_id, "object": "model", "owned_by": "local"}]})
@@ -222,11 +230,12 @@ class EngineHandler(BaseHTTPRequestHandler):
         messages = _messages_from_request(body)
         params = _sampling_from_request(body)
         ignore_eos = bool(body.get("ignore_eos"))
+        reply = self._stream if body.get("stream") else self._complete
+        if self.server.scheduler is not None:  # --parallel N: requests share the decode steps
+            reply(messages, params, ignore_eos)
+            return
         with self.server.generation_lock:
-            if body.get("stream"):
-                self._stream(messages, params, ignore_eos)
-            else:
-                self._complete(messages, params, ignore_eos)
+            reply(messages, params, ignore_eos)
 
     def _count_tokens(self, body) -> None:
         """POST /v1/count_tokens {"messages": [...]} -> {"prompt_tokens": N, "n_ctx": M}.
@@ -237,21 +246,35 @@ class EngineHandler(BaseHTTPRequestHandler):
         """
         messages = _messages_from_request(body)
         runner = self.server.runner
-        with self.server.generation_lock:  # the runner is not thread-safe
+        if self.server.scheduler is not None:  # tokenizing only reads the vocabulary: no lock needed
             n = runner.count_prompt_tokens(messages)
+        else:
+            with self.server.generation_lock:  # the runner is not thread-safe
+                n = runner.count_prompt_tokens(messages)
         self._send_json(200, {"prompt_tokens": n, "n_ctx": runner.n_ctx})
 
     def _start(self, messages, params, ignore_eos):
-        """Render, tokenize and evaluate up to the first piece, so that errors become HTTP errors."""
+        """Render, tokenize and evaluate up to the first piece, so that errors become HTTP errors.
+        Returns (first piece or None, the other pieces, the stats that count what was taken)."""
+        scheduler = self.server.scheduler
+        if scheduler is not None:
+            pieces = scheduler.generate(messages, params, self._client_gone, ignore_eos)
+            try:
+                return next(pieces, None), pieces, pieces.stats
+            except BaseException:
+                pieces.close()
+                raise
         pieces = self.server.runner.generate(messages, params, self._client_gone, ignore_eos)
-        return next(pieces, None), pieces
+        return next(pieces, None), pieces, self.server.runner.last_stats
 
     def _complete(self, messages, params, ignore_eos):
-        first, pieces = self._start(messages, params, ignore_eos)
-        clock = _GenerationClock(self.server.runner.last_stats)
-        text = (first or "") + "".join(pieces)
+        first, pieces, stats = self._start(messages, params, ignore_eos)
+        clock = _GenerationClock(stats)
+        try:
+            text = (first or "") + "".join(pieces)
+        finally:
+            pieces.close()
         clock.piece()
-        stats = self.server.runner.last_stats
         self._send_json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": self.server.model_id,
@@ -261,8 +284,7 @@ class EngineHandler(BaseHTTPRequestHandler):
         })
 
     def _stream(self, messages, params, ignore_eos):
-        first, pieces = self._start(messages, params, ignore_eos)
-        stats = self.server.runner.last_stats
+        first, pieces, stats = self._start(messages, params, ignore_eos)
         clock = _GenerationClock(stats)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -310,6 +332,8 @@ class EngineHandler(BaseHTTPRequestHandler):
                 write(b"data: " + json.dumps(error_body(error)).encode() + b"\n\n")
             except OSError:
                 pass
+        finally:
+            pieces.close()  # a reply cut short frees its slot (--parallel) or its sampler
 
 
 class _GenerationClock:
@@ -367,7 +391,7 @@ class EngineServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, runner, api_key: str, model_id: str, port: int = 0, host: str = "127.0.0.1",
-                 generation_lock: threading.Lock | None = None):
+                 generation_lock: threading.Lock | None = None, scheduler=None):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), EngineHandler)
@@ -376,6 +400,9 @@ class EngineServer(ThreadingHTTPServer):
         self.model_id = model_id
         # One lock per runner: a second listener (serving other apps) shares the engine's.
         self.generation_lock = generation_lock or threading.Lock()
+        # --parallel N (N > 1): a BatchScheduler (runtime.engine.scheduler) decodes the requests
+        # together instead of one after another under the lock.
+        self.scheduler = scheduler
         # JSON may spell each byte of text as up to 6 ("\\u00e9"); a bigger body cannot fit the context.
         self.body_limit = max(MIN_BODY_LIMIT, 6 * runner.max_prompt_bytes)
         self._open: dict[socket.socket, bool] = {}  # connection -> has shown the key; oldest first
@@ -512,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=LoadOptions().n_threads)
     parser.add_argument("--gpu-layers", type=parse_gpu_layers, default=None, help="auto (default), all, -1 or N")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="requests decoded at once in one batch, each with its own KV cache of --ctx tokens")
     args = parser.parse_args(argv)
     _announce({"event": "loading", "model": os.path.basename(args.model)})
     try:
@@ -522,16 +551,25 @@ def main(argv: list[str] | None = None) -> int:
         # Memory before the model: what the loaded model costs is measured from here (see LocalEngine).
         baseline_rss = peak_rss_bytes()
         started = time.perf_counter()
-        LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers).validate()
+        LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
+                    n_parallel=args.parallel).validate()
         devices = gpu_devices()
-        n_gpu_layers = choose_gpu_layers(args.gpu_layers, args.model, args.ctx, devices)
-        options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=n_gpu_layers)
+        # The KV cache of N sequences takes N contexts' room in the fit.
+        n_gpu_layers = choose_gpu_layers(args.gpu_layers, args.model, args.ctx * args.parallel, devices)
+        options = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=n_gpu_layers,
+                              n_parallel=args.parallel)
         runner = LlamaRunner(args.model, options)
         load_s = time.perf_counter() - started
         # What llama.cpp did (read from its load log), not what was asked for.
         report = runner.placement_report
         placement = report.placement(n_gpu_layers)
-        server = EngineServer(runner, os.environ.get(KEY_ENV, ""), os.path.basename(args.model), args.port)
+        scheduler = None
+        if args.parallel > 1:
+            from runtime.engine.scheduler import BatchScheduler
+
+            scheduler = BatchScheduler(runner).start()
+        server = EngineServer(runner, os.environ.get(KEY_ENV, ""), os.path.basename(args.model), args.port,
+                              scheduler=scheduler)
     except WorkbenchError as exc:
         _announce({"event": "error", **exc.to_payload()})
         return 3
@@ -544,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         _announce({"event": "error", **error.to_payload()})
         return 3
     _announce({"event": "ready", "port": server.server_address[1], "load_s": round(load_s, 3),
-               "n_ctx": runner.n_ctx, "has_chat_template": runner.chat_template is not None,
+               "n_ctx": runner.n_ctx, "n_parallel": args.parallel, "has_chat_template": runner.chat_template is not None,
                "llama_cpp_python": llama_cpp.__version__, "gpu_offload": bool(devices),
                "gpu_devices": [d.__dict__ for d in devices], "n_gpu_layers": n_gpu_layers,
                "placement": placement, "offload": report.to_dict(), "baseline_rss_bytes": baseline_rss})
@@ -617,7 +655,7 @@ class _ServedApi:
         main_server = self.engine_server
         try:
             server = EngineServer(main_server.runner, key, main_server.model_id, port, host,
-                                  generation_lock=main_server.generation_lock)
+                                  generation_lock=main_server.generation_lock, scheduler=main_server.scheduler)
         except OSError as exc:
             raise _bind_error(exc, host, port) from None
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},

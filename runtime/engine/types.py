@@ -86,11 +86,15 @@ class LoadOptions(Record):
     model fits in its free memory, as many as fit when only part does, else 0; the engine decides,
     see ``runtime.engine.server``),
     -1 (``ALL_GPU_LAYERS``) = all layers, N = the first N layers, 0 = CPU only.
+    ``n_parallel``: how many requests the engine decodes at once, in one batch (llama.cpp's n_seq_max;
+    each gets a KV cache of ``n_ctx`` tokens, so memory for the KV cache grows N times). 1 (the
+    default) is the single-sequence chat path, with KV prefix reuse across turns.
     """
 
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int = field(default_factory=default_threads)
     n_gpu_layers: int | None = None
+    n_parallel: int = 1
 
     def validate(self) -> "LoadOptions":
         """Raise ValueError naming the first value llama.cpp cannot take."""
@@ -101,7 +105,13 @@ class LoadOptions(Record):
                              f"(this computer has {os.cpu_count()} logical CPUs).")
         if self.n_gpu_layers is not None and self.n_gpu_layers < -1:
             raise ValueError(f"{self.n_gpu_layers} GPU layers: use 0 or more, or -1 for all layers.")
+        if isinstance(self.n_parallel, bool) or not isinstance(self.n_parallel, int) \
+                or not 1 <= self.n_parallel <= MAX_PARALLEL:
+            raise ValueError(f"{self.n_parallel} parallel sequences is not possible: use 1 to {MAX_PARALLEL}.")
         return self
+
+
+MAX_PARALLEL = 64  # sequences decoded at once (llama.cpp allows 256; each needs its own KV cache)
 
 
 ALL_GPU_LAYERS = -1

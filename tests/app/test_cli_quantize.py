@@ -93,7 +93,7 @@ def test_list_types(capsys):
     out = capsys.readouterr().out
     assert out.startswith("Main types (best quality first):\n  Q8_0")
     assert "Q4_K_M   Q4_K_M: a small loss" in out and "Llama-3-8B" in out
-    assert "Not offered yet (they need an importance matrix): IQ3_XXS" in out
+    assert "With an importance matrix only (--imatrix FILE): IQ3_XXS" in out
 
 
 def test_ctrl_c_removes_the_partial(starter_model, tmp_path):

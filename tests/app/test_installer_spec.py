@@ -52,6 +52,18 @@ def keyword(call: ast.Call, name: str) -> ast.expr:
     raise AssertionError(f"{ast.unparse(call.func)}(...) has no {name}=")
 
 
+def parameter_defaults(tree: ast.Module) -> dict[str, ast.expr]:
+    """{parameter name: its default expression} of the functions in ``tree`` that have one."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            positional = node.args.posonlyargs + node.args.args
+            pairs = list(zip(positional[len(positional) - len(node.args.defaults):], node.args.defaults))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None]
+            found.update((a.arg, d) for a, d in pairs)
+    return found
+
+
 def child_modules_in_source() -> dict[str, str]:
     """Every module started with ChildProcess(MODULE, ...) in app/, widgets/ and runtime/: {module: where}."""
     found = {}
@@ -59,16 +71,22 @@ def child_modules_in_source() -> dict[str, str]:
         for path in sorted((ROOT / folder).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
             names = constants(tree)
+            defaults = parameter_defaults(tree)
             for call in calls(tree, "ChildProcess"):
                 first = call.args[0] if call.args else keyword(call, "module")
                 where = f"{path.relative_to(ROOT)}:{call.lineno}"
-                if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                    found[first.value] = where
-                elif isinstance(first, ast.Name) and isinstance(names.get(first.id), str):
-                    found[names[first.id]] = where
-                elif path.name != "procs.py":
-                    raise AssertionError(f"{where}: ChildProcess's module is not a string or a module constant "
-                                         f"({ast.unparse(first)}); the spec test cannot check it")
+                # one module, or either branch of `A if ... else B`; a parameter counts by its default
+                # (its callers pass module constants, which are checked where they call ChildProcess)
+                for arg in ((first.body, first.orelse) if isinstance(first, ast.IfExp) else (first,)):
+                    if isinstance(arg, ast.Name) and arg.id not in names and arg.id in defaults:
+                        arg = defaults[arg.id]
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        found[arg.value] = where
+                    elif isinstance(arg, ast.Name) and isinstance(names.get(arg.id), str):
+                        found[names[arg.id]] = where
+                    elif path.name != "procs.py":
+                        raise AssertionError(f"{where}: ChildProcess's module is not a string or a module constant "
+                                             f"({ast.unparse(arg)}); the spec test cannot check it")
     return found
 
 

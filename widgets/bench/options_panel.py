@@ -1,18 +1,29 @@
-"""How to measure: threads, prompt and generation tokens, repetitions, context, and quality on which text.
+"""How to measure: threads, prompt and generation tokens, repetitions, context, quality on which text,
+and batching (how many sequences decoded together).
 
 The defaults are llama-bench's (pp512, tg128, 3 repetitions) and llama.cpp's usual perplexity context
-(512), so the figures compare with what people publish.
+(512), so the figures compare with what people publish. "Measure batching" (off by default: it adds
+a run of N sequences of the prompt and generated tokens each for every N) uses the sequence counts
+typed beside it, "1, 2, 4, 8" unless changed.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QSpinBox, QWidget)
+from PySide6.QtCore import QRegularExpression, Signal
+from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QSpinBox,
+                               QWidget)
 
 from runtime.bench.results import SpeedOptions
 
 BUILT_IN_TEXT = "The built-in English text"
+DEFAULT_PARALLEL = "1, 2, 4, 8"
+
+
+def parse_parallel(text: str) -> list[int]:
+    """"1, 2, 4, 8" as [1, 2, 4, 8]: the numbers typed, in order (the runner checks their range)."""
+    return [int(part) for part in text.replace(" ", ",").split(",") if part.strip().isdigit()]
 
 
 def ask_text_file(parent) -> str | None:
@@ -57,6 +68,19 @@ class OptionsPanel(QWidget):
         self.text.setToolTip("Your own text (your domain) says more about your use than ours does.")
         self.text.activated.connect(self._text_activated)
         self.quality.toggled.connect(self.text.setEnabled)
+        self.batching = QCheckBox("Measure batching (sequences decoded together)")
+        self.batching.setToolTip("Generation speed with N sequences decoded in one batch, as llama-batched-bench "
+                                 "measures it: N prompts of the prompt tokens, then the generated tokens for each. "
+                                 "Shows what serving several requests at once gains, in all and per request.")
+        self.parallel = QLineEdit(DEFAULT_PARALLEL)
+        self.parallel.setPlaceholderText(DEFAULT_PARALLEL)
+        self.parallel.setValidator(QRegularExpressionValidator(QRegularExpression(r"[0-9, ]*")))
+        self.parallel.setToolTip("Numbers of sequences to measure, 1 to 64, separated by commas.")
+        self.parallel.setEnabled(False)
+        self.batching.toggled.connect(self.parallel.setEnabled)
+        self.kv_reuse = QCheckBox("Measure KV cache reuse (a multi-turn chat)")
+        self.kv_reuse.setToolTip("Replays an 8-turn chat and times each turn's first token twice: with the KV "
+                                 "cache kept from the turn before, as the chat does, and from an empty cache.")
         tokens = QHBoxLayout()
         tokens.addWidget(self.prompt_tokens)
         tokens.addWidget(self.gen_tokens)
@@ -68,9 +92,15 @@ class OptionsPanel(QWidget):
         form.addRow("Context:", self.ctx)
         form.addRow(self.quality)
         form.addRow("Text:", self.text)
+        form.addRow(self.batching)
+        form.addRow("Sequences:", self.parallel)
+        form.addRow(self.kv_reuse)
         for box in (self.threads, self.prompt_tokens, self.gen_tokens, self.reps, self.ctx):
             box.valueChanged.connect(lambda _v: self.sig_changed.emit())
         self.quality.toggled.connect(lambda _v: self.sig_changed.emit())
+        self.batching.toggled.connect(lambda _v: self.sig_changed.emit())
+        self.kv_reuse.toggled.connect(lambda _v: self.sig_changed.emit())
+        self.parallel.textChanged.connect(lambda _t: self.sig_changed.emit())
 
     def _text_activated(self, index: int) -> None:
         if self.text.itemData(index) != "choose":
@@ -101,9 +131,22 @@ class OptionsPanel(QWidget):
     def options(self) -> SpeedOptions:
         return SpeedOptions(threads=self.threads.value(), n_ctx=self.ctx.value(),
                             prompt_tokens=self.prompt_tokens.value(), gen_tokens=self.gen_tokens.value(),
-                            reps=self.reps.value())
+                            reps=self.reps.value(), parallel=self.parallel_values(),
+                            kv_reuse=self.kv_reuse.isChecked())
+
+    def parallel_values(self) -> list[int]:
+        """The sequence counts of the batched test; [] when batching is not measured."""
+        return parse_parallel(self.parallel.text()) if self.batching.isChecked() else []
+
+    def set_parallel(self, values: list[int]) -> None:
+        """Measure batching at ``values`` (empty: not at all)."""
+        if values:
+            self.parallel.setText(", ".join(map(str, values)))
+        self.batching.setChecked(bool(values))
 
     def set_enabled(self, on: bool) -> None:
-        for w in (self.threads, self.prompt_tokens, self.gen_tokens, self.reps, self.ctx, self.quality):
+        for w in (self.threads, self.prompt_tokens, self.gen_tokens, self.reps, self.ctx, self.quality,
+                  self.batching, self.kv_reuse):
             w.setEnabled(on)
         self.text.setEnabled(on and self.quality.isChecked())
+        self.parallel.setEnabled(on and self.batching.isChecked())

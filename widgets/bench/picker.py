@@ -4,18 +4,30 @@ quality reference (by default the highest-precision variant).
 The groups come from ``runtime.models.grouping.group_entries`` over the library's rows, so the
 variants made in the Compress tab sit with their source. "Add files…" adds GGUF files from anywhere
 to the list of the group shown.
+
+"Original checkpoint (PyTorch)": the model's Hugging Face checkpoint folder, measured in PyTorch
+beside the GGUFs (FP32, BF16, dynamic INT8; ``runtime.bench.torch_rows``) and then the default quality
+reference. The folder a group's GGUF was converted from (its header's ``workbench.source_checkpoint``)
+is filled in when it is still on disk; "Choose folder…" picks any other (``choose_folder``, replaceable
+in tests). ``original_path()`` is None unless the box is ticked and a folder is set.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QPushButton, QVBoxLayout, QWidget)
 
 from runtime.models.gguf_info import format_size
 
 OTHER_FILES = "Files you chose"
+ORIGINAL_PRECISIONS = (("fp32", "FP32"), ("bf16", "BF16"), ("int8", "INT8 (dynamic)"))
+FIND_ORIGINAL_FILES = 8   # headers read per group to find the checkpoint it was converted from
+
+
+def ask_folder(parent, title: str) -> str | None:
+    return QFileDialog.getExistingDirectory(parent, title, "") or None
 
 
 def ask_files(parent, title: str) -> list[str]:
@@ -31,6 +43,7 @@ class VariantPicker(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.choose_files = ask_files
+        self.choose_folder = ask_folder
         self.groups = QComboBox()
         self.groups.setToolTip("The variants of one model in your library (the files made from it in the "
                                "Compress tab are grouped with it).")
@@ -60,6 +73,93 @@ class VariantPicker(QWidget):
         self.files.itemChanged.connect(self._on_ticked)
         self.reference.currentIndexChanged.connect(lambda _i: self.sig_changed.emit())
         self.add_button.clicked.connect(self._add_clicked)
+        self._build_original(layout)
+
+    # -- the original checkpoint ----------------------------------------------------------------
+
+    def _build_original(self, layout: QVBoxLayout) -> None:
+        self.original_box = QCheckBox("Original checkpoint (PyTorch):")
+        self.original_box.setToolTip("Also measure the model's Hugging Face checkpoint in PyTorch (FP32, half "
+                                     "precision, dynamic INT8), the same way; FP32 then becomes the quality "
+                                     "reference. Needs about 4 bytes of memory per parameter for FP32.")
+        self.original_label = QLabel("no folder chosen")
+        self.original_label.setWordWrap(True)
+        self.original_button = QPushButton("Choose folder…")
+        self.original_button.setToolTip("The folder of the Hugging Face model (config.json, *.safetensors).")
+        self.precision_boxes: dict[str, QCheckBox] = {}
+        self._original: str | None = None
+        self._original_found: str | None = None   # the folder the shown group's GGUFs name
+        row = QHBoxLayout()
+        row.addWidget(self.original_box)
+        row.addWidget(self.original_label, 1)
+        row.addWidget(self.original_button)
+        precisions = QHBoxLayout()
+        precisions.addSpacing(20)
+        for key, label in ORIGINAL_PRECISIONS:
+            box = QCheckBox(label)
+            box.setChecked(True)
+            box.toggled.connect(lambda _on: self.sig_changed.emit())
+            self.precision_boxes[key] = box
+            precisions.addWidget(box)
+        precisions.addStretch(1)
+        layout.addLayout(row)
+        layout.addLayout(precisions)
+        self.original_box.toggled.connect(self._original_toggled)
+        self.original_button.clicked.connect(self._choose_original)
+        self._show_original()
+
+    def set_original(self, folder: str | None, tick: bool = True) -> None:
+        """Use ``folder`` as the original checkpoint (ticked unless ``tick`` is False); None clears it."""
+        self._original = str(folder) if folder else None
+        self.original_box.blockSignals(True)
+        self.original_box.setChecked(bool(self._original) and tick)
+        self.original_box.blockSignals(False)
+        self._show_original()
+        self._on_ticked()
+
+    def _choose_original(self) -> None:
+        folder = self.choose_folder(self, "Choose the original checkpoint folder (Hugging Face model)")
+        if folder:
+            self.set_original(folder)
+
+    def _original_toggled(self, on: bool) -> None:
+        if on and not self._original:
+            self._choose_original()
+            if not self._original:
+                self.original_box.setChecked(False)
+                return
+        self._show_original()
+        self._on_ticked()
+
+    def _show_original(self) -> None:
+        on = self.original_box.isChecked()
+        if self._original:
+            found = " (the GGUFs were converted from it)" if self._original == self._original_found else ""
+            self.original_label.setText(f"{Path(self._original).name}{found}")
+            self.original_label.setToolTip(self._original)
+        else:
+            self.original_label.setText("no folder chosen: choose the model's Hugging Face folder")
+            self.original_label.setToolTip("")
+        for box in self.precision_boxes.values():
+            box.setEnabled(on)
+
+    def _offer_original(self, paths: list[str]) -> None:
+        """Fill in the checkpoint the group's GGUFs were converted from, unticked (the person decides)."""
+        from runtime.bench.torch_rows import find_original
+
+        found = find_original(paths[:FIND_ORIGINAL_FILES])
+        self._original_found = str(found) if found else None
+        if found and not self.original_box.isChecked():
+            self._original = str(found)
+        self._show_original()
+
+    def original_path(self) -> str | None:
+        """The checkpoint folder to measure in PyTorch, or None."""
+        return self._original if self.original_box.isChecked() and self._original else None
+
+    def original_precisions(self) -> list[str]:
+        """The ticked precisions ("fp32", "bf16", "int8"), in that order."""
+        return [key for key, box in self.precision_boxes.items() if box.isChecked()]
 
     # -- the library ------------------------------------------------------------------------------
 
@@ -129,6 +229,7 @@ class VariantPicker(QWidget):
             item.setCheckState(Qt.CheckState.Unchecked if path in self._unticked else Qt.CheckState.Checked)
             self.files.addItem(item)
         self.files.blockSignals(False)
+        self._offer_original([p for p, _l, _t in self._groups.get(name, [])])
         self._on_ticked()
 
     def _on_ticked(self, item=None) -> None:
@@ -142,7 +243,8 @@ class VariantPicker(QWidget):
         wanted = self.reference.currentData()
         self.reference.blockSignals(True)
         self.reference.clear()
-        self.reference.addItem("The highest-precision variant", None)
+        self.reference.addItem("The original checkpoint (PyTorch FP32)" if self.original_path()
+                               else "The highest-precision variant", None)
         for i in range(self.files.count()):
             item = self.files.item(i)
             if item.data(Qt.ItemDataRole.UserRole) in chosen:

@@ -76,7 +76,8 @@ class ResultsTable(QTableView):
         for header, get, show in COLUMNS:
             item = _Item()
             if header == "Variant":
-                item.setText(f"{r.quant or r.name}" + ("  ★ reference" if reference else ""))
+                quant = f"PyTorch {r.quant}" if r.quant and r.engine == "pytorch" else r.quant
+                item.setText(f"{quant or r.name}" + ("  ★ reference" if reference else ""))
                 item.setToolTip(r.path)
                 item.setData(order, SORT_ROLE)
                 item.setData(r.path, PATH_ROLE)

@@ -33,8 +33,9 @@ class BenchController(QObject):
         return self._worker is not None and self._worker.running
 
     def start(self, paths: list[str], options, *, quality: bool, text_path: str | None = None,
-              reference_path: str | None = None) -> bool:
-        """Measure ``paths``; False when a run is already going."""
+              reference_path: str | None = None, original: str | None = None,
+              original_precisions=("fp32", "bf16", "int8")) -> bool:
+        """Measure ``paths`` (and the ``original`` checkpoint in PyTorch); False when a run is already going."""
         if self.running:
             return False
         from runtime.bench.run import run_benchmark
@@ -47,7 +48,9 @@ class BenchController(QObject):
 
         worker = Worker(lambda job: run_benchmark(paths, options, quality=quality, text_path=text_path,
                                                   reference_path=reference_path, store=store,
-                                                  on_result=received, progress=job.progress, cancel=job.cancel),
+                                                  on_result=received, original=original,
+                                                  original_precisions=tuple(original_precisions),
+                                                  progress=job.progress, cancel=job.cancel),
                         name="benchmark")
         worker.sig_progress.connect(self._on_progress)
         worker.sig_done.connect(lambda run: (self._deliver(), self.sig_done.emit(run)))

@@ -10,9 +10,11 @@ One ``BenchController`` runs the benchmark off the UI thread; its rows are store
 (``runtime.store.bench_runs``), so the history survives a cancel or a closed window.
 
 Test hooks: ``set_library(rows)``, ``show_request(path, action)``, ``run()``, ``cancel()``,
-``controller``, ``table``, ``charts`` ({name: ChartView}), ``history_view``, ``summary``, ``banner``,
-``export_figures(path)``, ``open_run(run_id)``, ``side_by_side``, the replaceable
-``choose_save_path(parent, title, name, filters) -> str | None``.
+``controller``, ``table``, ``charts`` ({name: ChartView}), ``history_view``, ``batching_view``,
+``summary``, ``banner``, ``export_figures(path)``, ``open_run(run_id)``, ``side_by_side``, the replaceable
+``choose_save_path(parent, title, name, filters) -> str | None``; ``kv_view`` (the KV cache reuse
+chart), ``recipes_page`` (the guides' recipes checked, ``widgets.bench.recipes_page``), ``chart_tabs``
+and ``show_chart(title)`` (what a recipe's chart button does).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPro
 from runtime.bench.results import BenchRun, VariantResult
 from widgets.bench.chart_view import ChartView
 from widgets.bench.options_panel import OptionsPanel
+from widgets.bench.recipes_page import RecipesPage
 from widgets.bench.picker import VariantPicker
 from widgets.bench.results_table import ResultsTable
 from widgets.bench.runs import BenchController
@@ -36,6 +39,9 @@ from widgets.workers import error_text
 BAR_CHARTS = [("Size", "size_bytes"), ("Prompt speed", "pp_tokens_per_s"), ("Generation speed", "tg_tokens_per_s"),
               ("First token", "ttft_s"), ("Memory", "peak_rss_bytes")]
 NO_RUN = "No figures yet: pick the variants to compare and press Run benchmark."
+NO_BATCHING = "Batching was not measured in this run: tick Measure batching and run again."
+NO_KV = "KV cache reuse was not measured in this run: tick Measure KV cache reuse and run again."
+EXPORT_FILTERS = "CSV table (*.csv);;JSON (*.json);;Markdown report (*.md)"
 HISTORY_METRICS = [("Generation speed", "tg_tokens_per_s"), ("Prompt speed", "pp_tokens_per_s"),
                    ("First token", "ttft_s"), ("Peak memory", "peak_rss_bytes"), ("Size", "size_bytes"),
                    ("KL divergence", "kld_mean"), ("Perplexity", "perplexity")]
@@ -83,6 +89,10 @@ class BenchmarkTab(QWidget):
         self.scatter_metric.addItem("Mean KL divergence", "kld_mean")
         self.scatter_metric.addItem("Perplexity ratio", "ppl_ratio")
         self.history_view = ChartView("history")
+        self.batching_view = ChartView("batching")
+        self.kv_view = ChartView("kv-cache-reuse")
+        self.recipes_page = RecipesPage()
+        self.chart_tabs = QTabWidget()
         self.history_metric = QComboBox()
         for title, metric in HISTORY_METRICS:
             self.history_metric.addItem(title, metric)
@@ -129,14 +139,17 @@ class BenchmarkTab(QWidget):
         row.addWidget(self.compare_button)
         row.addWidget(self.export_button)
         r.addLayout(row)
-        chart_tabs = QTabWidget()
+        chart_tabs = self.chart_tabs
         chart_tabs.addTab(_chart_page(self.scatter, "Quality measure:", self.scatter_metric, None),
                           "Size vs quality")
         for title, _metric in BAR_CHARTS:
             chart_tabs.addTab(self.charts[title], title)
+        chart_tabs.addTab(self.batching_view, "Batching")
+        chart_tabs.addTab(self.kv_view, "KV cache reuse")
         history = _chart_page(self.history_view, "Figure:", self.history_metric, None, "Past run:", (self.past_runs, 1))
         self.right.addTab(results, "Results")
         self.right.addTab(chart_tabs, "Charts")
+        self.right.addTab(self.recipes_page, "Recipes")
         self.right.addTab(history, "History")
         self.right.addTab(self.side_by_side, "Side by side")
 
@@ -159,6 +172,7 @@ class BenchmarkTab(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._ask_export)
         self.compare_button.clicked.connect(self._compare_selected)
+        self.recipes_page.sig_show_chart.connect(self.show_chart)
         self.picker.sig_changed.connect(self._on_choice_changed)
         self.scatter_metric.currentIndexChanged.connect(lambda _i: self._draw_scatter())
         self.history_metric.currentIndexChanged.connect(lambda _i: self._load_history_list())
@@ -200,7 +214,8 @@ class BenchmarkTab(QWidget):
     def run(self) -> bool:
         """Start measuring the ticked files; False when nothing is ticked or a run is going."""
         paths = self.picker.chosen_paths()
-        if not paths or self.controller.running:
+        original = self.picker.original_path()
+        if not (paths or original) or self.controller.running:
             return False
         options = self.options.options()
         quality = self.options.quality.isChecked()
@@ -208,7 +223,8 @@ class BenchmarkTab(QWidget):
         self.table.set_results([])
         self.run_data = None
         started = self.controller.start(paths, options, quality=quality, text_path=self.options.text_path(),
-                                        reference_path=self.picker.reference_path())
+                                        reference_path=self.picker.reference_path(), original=original,
+                                        original_precisions=self.picker.original_precisions())
         if started:
             self.progress.setValue(0)
             self.step.setText("Starting…")
@@ -251,7 +267,7 @@ class BenchmarkTab(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.controller.running
-        self.run_button.setEnabled(not running and bool(self.picker.chosen_paths()))
+        self.run_button.setEnabled(not running and bool(self.picker.chosen_paths() or self.picker.original_path()))
         self.cancel_button.setEnabled(running)
         self.options.set_enabled(not running)
         self.picker.setEnabled(not running)
@@ -274,6 +290,15 @@ class BenchmarkTab(QWidget):
             else:
                 self.charts[title].clear(NO_RUN)
         self._draw_scatter()
+        if any(r.batched for r in results):
+            self.batching_view.set_builder(_batched_builder(results))
+        else:
+            self.batching_view.clear(NO_RUN if not results else NO_BATCHING)
+        if any(r.kv_reuse for r in results):
+            self.kv_view.set_builder(_kv_builder(results))
+        else:
+            self.kv_view.clear(NO_RUN if not results else NO_KV)
+        self.recipes_page.set_run(run)
         self.summary.setText(summarize(results, run.reference_path) if results else "")
         self._update_buttons()
 
@@ -334,26 +359,36 @@ class BenchmarkTab(QWidget):
     # -- export and compare -----------------------------------------------------------------------
 
     def _ask_export(self) -> None:
-        path = self.choose_save_path(self, "Export the figures", "benchmark.csv",
-                                     "CSV table (*.csv);;JSON (*.json)")
+        path = self.choose_save_path(self, "Export the figures", "benchmark.csv", EXPORT_FILTERS)
         if path:
             self.export_figures(path)
 
     def export_figures(self, path: str) -> Path | None:
-        """Write this run's figures to ``path`` (CSV, or JSON for a .json name)."""
-        from runtime.bench.export import export_csv, export_json
+        """Write this run's figures to ``path``: CSV, or by the suffix JSON (.json) or a Markdown report (.md)
+        with the recipes."""
+        from runtime.bench.export import export_csv, export_json, export_markdown
         from runtime.errors import WorkbenchError
 
         if self.run_data is None:
             return None
         try:
-            write = export_json if str(path).lower().endswith(".json") else export_csv
+            suffix = Path(path).suffix.lower()
+            write = {".json": export_json, ".md": export_markdown, ".markdown": export_markdown}.get(suffix, export_csv)
             written = write(self.run_data, path)
         except WorkbenchError as exc:
             self.banner.show_error(exc, before="Could not export.")
             return None
         self.banner.show_message(f"Saved the figures to {written}.", "info")
         return written
+
+    def show_chart(self, title: str) -> bool:
+        """Show the chart page called ``title`` ("KV cache reuse", "Size vs quality", ...); False if none is."""
+        for i in range(self.chart_tabs.count()):
+            if self.chart_tabs.tabText(i) == title:
+                self.right.setCurrentWidget(self.chart_tabs)
+                self.chart_tabs.setCurrentIndex(i)
+                return True
+        return False
 
     def _compare_selected(self) -> None:
         chosen = self.table.selected_paths() or [r.path for r in self.table.results if r.status == "ok"]
@@ -365,7 +400,7 @@ class BenchmarkTab(QWidget):
     def shutdown(self) -> None:
         self.controller.shutdown()
         self.side_by_side.shutdown()
-        for view in (*self.charts.values(), self.scatter, self.history_view):
+        for view in (*self.charts.values(), self.scatter, self.history_view, self.batching_view, self.kv_view):
             view.shutdown()
         if self.bench_store is not None:
             self.bench_store.close()
@@ -395,4 +430,22 @@ def _builder(name: str, *args, **kwargs):
         from runtime.bench import charts
 
         return getattr(charts, name)(*args, theme=theme, **kwargs)
+    return build
+
+
+def _batched_builder(results):
+    """``build(theme)`` for the batching chart (``runtime.bench.charts_batched``), like ``_builder``."""
+    def build(theme: str):
+        from runtime.bench.charts_batched import batched_chart
+
+        return batched_chart(results, theme=theme)
+    return build
+
+
+def _kv_builder(results):
+    """``build(theme)`` for the KV cache reuse chart (``runtime.bench.charts_kv``), like ``_builder``."""
+    def build(theme: str):
+        from runtime.bench.charts_kv import kv_reuse_chart
+
+        return kv_reuse_chart(results, theme=theme)
     return build

@@ -6,7 +6,10 @@ checkpoint folder (``runtime.compress.convert.convert_checkpoint``, run in its o
 ``runtime.compress.convert_child`` so its pure-Python stretches never hold the window's GIL) or a
 quantization of a GGUF (``runtime.compress.quantize.quantize_gguf``, whose llama.cpp runs in a
 child at a lower priority); a quantization may wait on a conversion (``after``)
-and then reads that job's output. When the job's folder is not one the library scans anyway
+and then reads that job's output. An importance-matrix job
+(``runtime.compress.imatrix_run.compute_imatrix``: llama.cpp for a GGUF, PyTorch for a checkpoint, in a
+child) runs before the quantizations that use it (``imatrix_job``); they fail without starting when it
+does not finish. When the job's folder is not one the library scans anyway
 (the app's models folder), its result is added by reference so it shows in the library.
 
 The runtime writes every output under a temporary name and removes it on cancel or failure, so
@@ -39,7 +42,7 @@ class CompressJob:
     """One conversion or quantization in the queue, and what became of it."""
 
     id: int
-    kind: str                       # "convert" (checkpoint folder -> GGUF) | "quantize" (GGUF -> GGUF)
+    kind: str                       # "convert" (checkpoint -> GGUF) | "quantize" (GGUF -> GGUF) | "imatrix"
     source: str                     # the folder or GGUF it reads ('' while it waits on ``after``)
     out_path: str                   # where the result goes
     qtype: str                      # "F16", "Q8_0", "Q4_K_M", ...
@@ -58,6 +61,8 @@ class CompressJob:
     started_at: float | None = None  # time.monotonic()
     ended_at: float | None = None
     log: list[str] = field(default_factory=list)
+    imatrix: str = ""               # quantize: the importance matrix it uses ('' for none); imatrix: the text
+    imatrix_job: int | None = None  # quantize: the importance-matrix job that makes ``imatrix``
 
     @property
     def elapsed_s(self) -> float:
@@ -67,7 +72,11 @@ class CompressJob:
 
     @property
     def title(self) -> str:
+        if self.kind == "imatrix":
+            return f"Importance matrix for {self.label or 'the model'} from {Path(self.imatrix).name}"
         what = "Convert" if self.kind == "convert" else "Quantize"
+        if self.imatrix:
+            what += " (with importance matrix)"
         return f"{what} {self.label} to {self.qtype}" if self.label else f"{what} to {self.qtype}"
 
 
@@ -88,6 +97,12 @@ def run_job(job: CompressJob, work) -> dict:
             work.text(message + "\n")
 
     out = Path(job.out_path)
+    if job.kind == "imatrix":
+        from runtime.compress.imatrix_run import compute_imatrix
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run = compute_imatrix(job.source, job.imatrix, out, overwrite=True, progress=progress, cancel=work.cancel)
+        return {"path": str(run.path), "bytes": run.path.stat().st_size, "reference": False}
     if job.kind == "convert":
         from runtime.compress.convert_child import convert_in_child
 
@@ -106,7 +121,7 @@ def run_job(job: CompressJob, work) -> dict:
         # overwrite: the tab said "Replaces ..." before it was queued; the old file goes only once
         # the new one is complete
         path = quantize_gguf(job.source, out, job.qtype, requantize=job.requantize, overwrite=True,
-                             progress=quantize_progress, cancel=work.cancel)
+                             imatrix=job.imatrix or None, progress=quantize_progress, cancel=work.cancel)
     path = Path(path)
     reference = False
     if not already_scanned(path):
@@ -185,15 +200,24 @@ class CompressJobs(QObject):
     # -- asking -----------------------------------------------------------------------------------
 
     def enqueue(self, kind: str, source: str, out_path: str, qtype: str, *, requantize: bool = False,
-                after: int | None = None, expected_bytes: int = 0, label: str = "") -> CompressJob:
-        """Queue a job (``kind`` "convert" or "quantize"); it starts when the ones before it end."""
-        if kind not in ("convert", "quantize"):
+                after: int | None = None, expected_bytes: int = 0, label: str = "", imatrix: str = "",
+                imatrix_job: int | None = None) -> CompressJob:
+        """Queue a job (``kind`` "convert", "quantize" or "imatrix"); it starts when the ones before it end.
+
+        ``imatrix``: for a quantization, the importance matrix it uses (made by job ``imatrix_job`` when
+        given); for an importance-matrix job, the calibration text ('' for the shipped one)."""
+        if kind not in ("convert", "quantize", "imatrix"):
             raise ValueError(f"unknown job kind {kind!r}")
-        if after is not None and after not in self.jobs:
-            raise ValueError(f"no job {after} to wait for")
+        for base in (after, imatrix_job):
+            if base is not None and base not in self.jobs:
+                raise ValueError(f"no job {base} to wait for")
+        if kind == "imatrix" and not imatrix:
+            from runtime.compress.calibration import default_calibration_path
+
+            imatrix = str(default_calibration_path())
         job = CompressJob(id=self._next_id, kind=kind, source=str(source), out_path=str(out_path),
                           qtype=qtype, requantize=requantize, after=after, expected_bytes=int(expected_bytes),
-                          label=label)
+                          label=label, imatrix=str(imatrix), imatrix_job=imatrix_job)
         self._next_id += 1
         self.jobs[job.id] = job
         self._order.append(job.id)
@@ -249,6 +273,14 @@ class CompressJobs(QObject):
                 self._pump()
                 return
             job.source = base.result_path
+        if job.imatrix_job is not None:
+            base = self.jobs.get(job.imatrix_job)
+            if base is None or base.status != "done" or not base.result_path:
+                self._end(job, "failed", "The importance matrix it needed was not made.")
+                self.sig_failed.emit(job.id, job.error)
+                self._pump()
+                return
+            job.imatrix = base.result_path
         job.status, job.started_at, job.message = "running", time.monotonic(), "Starting…"
         self._log(job, f"Started: {job.title}, reading {job.source}")
         worker = Worker(lambda work: run_job(job, work), name=f"compress-{job.kind}")
@@ -300,13 +332,14 @@ class CompressJobs(QObject):
 
     def _drop_dependents(self, base: CompressJob, why: str) -> None:
         """Waiting jobs that read ``base``'s output cannot run any more."""
+        what = "importance matrix" if base.kind == "imatrix" else "conversion"
         for job in list(self.active()):
-            if job.after == base.id and job.status == "queued":
+            if base.id in (job.after, job.imatrix_job) and job.status == "queued":
                 if why == "cancelled":
-                    self._end(job, "cancelled", f"Cancelled: the conversion it needed (job {base.id}) was cancelled.")
+                    self._end(job, "cancelled", f"Cancelled: the {what} it needed (job {base.id}) was cancelled.")
                     self.sig_cancelled.emit(job.id)
                 else:
-                    error = WorkbenchError(f"Not started: the conversion it needed (job {base.id}) failed.",
+                    error = WorkbenchError(f"Not started: the {what} it needed (job {base.id}) failed.",
                                            hint="Fix what that job's message says, then queue it again.")
                     self._end(job, "failed", error.message, error=error)
                     self.sig_failed.emit(job.id, error)

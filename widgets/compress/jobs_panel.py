@@ -101,8 +101,9 @@ class JobItem(QFrame):
         if status == "running" and self.meter is None:
             self.meter = RateMeter(job.total)
         self.cancel_button.setVisible(status in ("queued", "running"))
-        self.chat_button.setVisible(status == "done")
-        self.bench_button.setVisible(status == "done")
+        model = job.kind != "imatrix"   # an importance matrix is no model to chat with
+        self.chat_button.setVisible(status == "done" and model)
+        self.bench_button.setVisible(status == "done" and model)
         self.remove_button.setVisible(status in ("done", "failed", "cancelled"))
         self.refresh()
 
@@ -135,6 +136,8 @@ class JobItem(QFrame):
             eta = self.meter.eta_s if self.meter is not None else None
             parts.append(f"{format_duration(eta)} left" if eta is not None else "time left: measuring…")
             text = " · ".join(parts)
+        elif status == "done" and job.kind == "imatrix":
+            text = f"{label} in {_seconds(job.elapsed_s)} · {format_size(job.real_bytes)} · {job.result_path}"
         elif status == "done":
             where = " · added to the library by reference" if job.added_by_reference else " · in the library"
             text = (f"{label} in {_seconds(job.elapsed_s)} · "

@@ -24,13 +24,15 @@ class PlannedJob:
     automatic: bool = False   # added because a quantization needed it, not ticked
 
 
-def plan_jobs(facts: SourceFacts, chosen: list[str], out_dir: str | Path) -> list[PlannedJob]:
-    """The jobs, in run order, that make every type in ``chosen`` from ``facts``' source into ``out_dir``."""
+def plan_jobs(facts: SourceFacts, chosen: list[str], out_dir: str | Path, imatrix: bool = False) -> list[PlannedJob]:
+    """The jobs, in run order, that make every type in ``chosen`` from ``facts``' source into ``out_dir``.
+    ``imatrix``: the quantizations use an importance matrix (their names carry ``-imat-``)."""
     out_dir = Path(out_dir)
 
     def planned(kind: str, qtype: str, after=None, automatic=False) -> PlannedJob:
         target = facts.target(qtype)
-        return PlannedJob(kind, qtype, str(out_dir / output_name(facts.name, qtype)),
+        named = output_name(facts.name, qtype, imatrix=imatrix and kind == "quantize")
+        return PlannedJob(kind, qtype, str(out_dir / named),
                           target.expected_bytes if target else 0, after, automatic)
 
     chosen = [t for t in dict.fromkeys(chosen) if facts.target(t) is not None]

@@ -35,6 +35,7 @@ class TargetEstimate:
     warning: str = ""               # what the shapes do to it although it can be made (some tensors fall back)
     note_full: str = ""             # the whole quality note (a tooltip); ``note`` is its short form
     warning_full: str = ""          # the whole warning (a tooltip)
+    needs_imatrix: bool = False     # llama.cpp makes it only with an importance matrix (IQ2_XXS, IQ1_S, ...)
 
 
 @dataclass
@@ -59,11 +60,15 @@ class SourceFacts:
         return next((t for t in self.targets if t.qtype == qtype), None)
 
 
-def output_name(source_name: str, qtype: str) -> str:
-    """``SmolLM2-135M-Instruct`` + Q8_0 -> ``SmolLM2-135M-Instruct-Q8_0.gguf``: the library groups them."""
+def output_name(source_name: str, qtype: str, imatrix: bool = False) -> str:
+    """``SmolLM2-135M-Instruct`` + Q8_0 -> ``SmolLM2-135M-Instruct-Q8_0.gguf``: the library groups them.
+    Made with an importance matrix: ``SmolLM2-135M-Instruct-imat-Q4_K_M.gguf`` (the same group)."""
     from runtime.models.grouping import base_name
 
-    return f"{base_name(source_name) or 'model'}-{qtype}.gguf"
+    return f"{base_name(source_name) or 'model'}-{'imat-' if imatrix else ''}{qtype}.gguf"
+
+
+IMATRIX_NOTE = "Needs an importance matrix: \"Use importance matrix\" is ticked for it."
 
 
 def inspect_source(path: str | os.PathLike) -> SourceFacts:
@@ -136,10 +141,10 @@ def _fit(info, size_bytes: int, qtype: str):
 
 
 def _quantize_lists() -> tuple[list[str], list[str]]:
-    from runtime.compress.quantize import advanced_types, quantize_types
+    from runtime.compress.quantize import advanced_types, imatrix_types, quantize_types
 
     main = list(quantize_types())
-    return main, [t for t in advanced_types() if t not in main]
+    return main, [t for t in advanced_types() + imatrix_types() if t not in main]
 
 
 def _inspect_gguf(path: Path) -> SourceFacts:
@@ -162,13 +167,15 @@ def _inspect_gguf(path: Path) -> SourceFacts:
         except QuantizeError as exc:
             plan = plan_from_source(src, qtype)
             problem, warning = exc.message, ""
+            if exc.facts.get("needs_imatrix"):   # offered: the tab ticks "Use importance matrix" for it
+                problem = (plan.problem or f"{qtype} cannot be made from this model.") if plan.refused else ""
         if qtype == file_type:
             problem, warning = f"The source is already {qtype}.", ""
         size = plan.expected_bytes
-        targets.append(TargetEstimate(qtype, "main" if qtype in main else "advanced", size,
-                                      _fit(info, size, qtype), problem, short_quality_note(qtype),
-                                      warning=_shape_warning(plan) if warning else "",
-                                      note_full=quality_note(qtype), warning_full=warning))
+        targets.append(_with_imatrix_note(TargetEstimate(
+            qtype, "main" if qtype in main else "advanced", size, _fit(info, size, qtype), problem,
+            short_quality_note(qtype), warning=_shape_warning(plan) if warning else "",
+            note_full=quality_note(qtype), warning_full=warning)))
     details = [("Architecture", info.architecture), ("Parameters", param_label(info.parameter_count)),
                ("Quant", file_type), ("Size", format_size(info.size_bytes))]
     if info.context_length:
@@ -205,9 +212,10 @@ def _inspect_checkpoint(folder: Path) -> SourceFacts:
     for qtype in list(CONVERT_TYPES) + quantize:
         group = "convert" if qtype in CONVERT_TYPES else ("main" if qtype in main else "advanced")
         size, fit, refused, warning, warning_full = estimates.get(qtype, (0, None, "", "", ""))
-        targets.append(TargetEstimate(qtype, group, size, fit, problem or refused, short_quality_note(qtype),
-                                      via="" if group == "convert" else via, warning=warning,
-                                      note_full=quality_note(qtype), warning_full=warning_full))
+        targets.append(_with_imatrix_note(TargetEstimate(
+            qtype, group, size, fit, problem or refused, short_quality_note(qtype),
+            via="" if group == "convert" else via, warning=warning, note_full=quality_note(qtype),
+            warning_full=warning_full)))
     arch = ck.hf_architecture or ck.model_type or "?"
     details = [("Architecture", f"{arch} (GGUF: {ck.gguf_architecture})" if ck.gguf_architecture else arch),
                ("Parameters", param_label(ck.parameter_count)), ("Dtype", _dtype_words(str(ck.dtype))),
@@ -249,6 +257,16 @@ def _checkpoint_estimates(folder: Path, via: str, quantize: list[str]) -> dict:
         found[qtype] = (size, _fit(source.info, size, qtype), why,
                         _shape_warning(plan) if warning else "", warning)
     return found
+
+
+def _with_imatrix_note(target: TargetEstimate) -> TargetEstimate:
+    """Mark the types llama.cpp makes only with an importance matrix, and say so in their note."""
+    from runtime.compress.sizes import IMATRIX_TYPES
+
+    if target.qtype in IMATRIX_TYPES:
+        target.needs_imatrix = True
+        target.note = f"{target.note} {IMATRIX_NOTE}".strip()
+    return target
 
 
 def _dtype_name(dtype: str) -> str:

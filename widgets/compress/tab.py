@@ -2,7 +2,9 @@
 
 It composes small widgets and one controller: ``SourcePanel`` (a library model or a checkpoint
 folder, and its facts), ``TargetsPanel`` (each type with its expected size, fit and quality note),
-the output bar (where results go, the plan in words, Compress) and ``JobsPanel`` on a
+``ImatrixPanel`` ("Use importance matrix": computed first from a calibration text, as a job of its
+own, or an existing file; ticked for the types that need one), the output bar (where results go,
+the plan in words, Compress) and ``JobsPanel`` on a
 ``CompressJobs`` queue. Reading a source runs on a worker (``widgets.compress.source.inspect_source``);
 an answer about a source that is no longer picked is dropped.
 
@@ -12,7 +14,7 @@ lands (the main window refreshes the Models tab) and ``sig_open_requested(action
 and Benchmark.
 
 Test hooks: ``open_source(path)`` (then ``sig_source_ready(facts)`` or ``sig_source_refused(path, error)``), ``set_library(rows)``, ``compress()``, ``source``, ``targets``,
-``jobs`` (the controller), ``jobs_panel``, ``banner``, ``facts``, and the replaceable
+``imatrix`` (the panel), ``jobs`` (the controller), ``jobs_panel``, ``banner``, ``facts``, and the replaceable
 ``choose_folder(parent, title, start) -> str | None`` used by "Checkpoint folder…" and
 "Other folder…".
 """
@@ -29,6 +31,7 @@ from runtime import paths
 from runtime.models.gguf_info import format_size
 from widgets.common.banner import Banner
 from widgets.compress.jobs import CompressJobs
+from widgets.compress.imatrix_panel import ImatrixPanel
 from widgets.compress.jobs_panel import JobsPanel
 from widgets.compress.plan import plan_bytes, plan_jobs
 from widgets.compress.source_panel import SourcePanel
@@ -100,6 +103,7 @@ class CompressTab(QWidget):
         self.banner = Banner()
         self.source = SourcePanel()
         self.targets = TargetsPanel()
+        self.imatrix = ImatrixPanel()
         self.output = OutputBar()
         self.jobs = CompressJobs(self)
         self.jobs_panel = JobsPanel(self.jobs)
@@ -110,6 +114,7 @@ class CompressTab(QWidget):
         top_layout.addWidget(self.source)
         top_layout.addWidget(_line())
         top_layout.addWidget(self.targets)
+        top_layout.addWidget(self.imatrix)
         top_layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -143,6 +148,7 @@ class CompressTab(QWidget):
         self.source.sig_source_chosen.connect(self._read_source)
         self.source.sig_folder_requested.connect(self.choose_checkpoint)
         self.targets.sig_changed.connect(self._update_plan)
+        self.imatrix.sig_changed.connect(self._update_plan)
         self.output.sig_other_folder.connect(self.choose_output_folder)
         self.output.sig_models_folder.connect(lambda: self.set_output_folder(None))
         self.output.sig_compress.connect(self.compress)
@@ -243,9 +249,21 @@ class CompressTab(QWidget):
         """The jobs the ticked targets would become (see ``widgets.compress.plan``)."""
         if self.facts is None:
             return []
-        return plan_jobs(self.facts, self.targets.chosen(), self.output_folder())
+        return plan_jobs(self.facts, self.targets.chosen(), self.output_folder(), imatrix=self.imatrix.enabled)
+
+    def imatrix_out_path(self) -> Path:
+        """Where a computed importance matrix goes: the app's own folder, not the models folder (the
+        library would list it as a model)."""
+        text = self.imatrix.text().stem
+        return paths.app_home() / "imatrix" / f"{self.facts.name}.{text}.imatrix.gguf"
+
+    def _uses_imatrix(self, jobs) -> bool:
+        return self.imatrix.enabled and any(j.kind == "quantize" for j in jobs)
 
     def _update_plan(self) -> None:
+        if self.facts is not None:
+            self.imatrix.set_required([t for t in self.targets.chosen()
+                                       if getattr(self.facts.target(t), "needs_imatrix", False)])
         jobs = self.planned()
         button = self.output.compress_button
         if self.facts is None or not jobs:
@@ -258,6 +276,11 @@ class CompressTab(QWidget):
         for job in jobs:
             verb = "convert to" if job.kind == "convert" else "quantize to"
             words.append(f"{verb} {job.qtype}" + (" (needed first)" if job.automatic else ""))
+        if self._uses_imatrix(jobs):
+            if self.imatrix.computes:
+                first = next(i for i, w in enumerate(words) if w.startswith("quantize"))
+                words.insert(first, f"compute the importance matrix from {self.imatrix.text().name}")
+            words = [w + " with it" if w.startswith("quantize") else w for w in words]
         needed = plan_bytes(jobs)
         text = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}, one after another: {', '.join(words)}."
         text += f" About {format_size(needed)} in all."
@@ -274,9 +297,12 @@ class CompressTab(QWidget):
         pending = [Path(j.out_path).name for j in jobs if self.jobs.pending_output(j.out_path) is not None]
         if pending:
             text += f" Already queued: {', '.join(pending)}."
+        problem = self.imatrix.problem() if self._uses_imatrix(jobs) else ""
+        if problem:
+            text += f" {problem}"
         self.output.plan.setText(text)
-        self.output.plan.setStyleSheet("color: #b71c1c;" if warn or pending else "")
-        button.setEnabled(not pending)
+        self.output.plan.setStyleSheet("color: #b71c1c;" if warn or pending or problem else "")
+        button.setEnabled(not pending and not problem)
         button.setText(f"Compress ({len(jobs)} job{'s' if len(jobs) != 1 else ''})")
 
     def compress(self) -> list[int]:
@@ -296,19 +322,39 @@ class CompressTab(QWidget):
             self.banner.show_message(f"Cannot use the folder {self.output_folder()}: {exc.strerror or exc}",
                                      "error")
             return []
+        if self._uses_imatrix(jobs) and self.imatrix.problem():
+            self.banner.show_message(self.imatrix.problem(), "warning")
+            return []
+        matrix_job, matrix_file = None, ""
+        compute = self._uses_imatrix(jobs) and self.imatrix.computes
+        if self._uses_imatrix(jobs) and not compute:
+            matrix_file = str(self.imatrix.matrix_path)
         ids: list[int] = []
         for planned in jobs:
             after = ids[planned.after] if planned.after is not None else None
+            quantize = planned.kind == "quantize"
+            if quantize and compute and matrix_job is None:
+                # just before the first quantization: from the GGUF itself, or (a checkpoint) from the
+                # conversion the quantizations read, with llama.cpp (quick; PyTorch is not needed)
+                matrix_job = self.jobs.enqueue("imatrix", facts.path if after is None else "",
+                                               str(self.imatrix_out_path()), "imatrix", after=after,
+                                               label=facts.name, imatrix=str(self.imatrix.text())).id
             job = self.jobs.enqueue(planned.kind, facts.path if after is None else "", planned.out_path,
                                     planned.qtype, requantize=self.targets.requantize_ticked, after=after,
-                                    expected_bytes=planned.expected_bytes, label=facts.name)
+                                    expected_bytes=planned.expected_bytes, label=facts.name,
+                                    imatrix=matrix_file if quantize else "",
+                                    imatrix_job=matrix_job if quantize else None)
             ids.append(job.id)
+        if matrix_job is not None:
+            ids.insert(next(i for i, j in enumerate(ids) if self.jobs.jobs[j].imatrix_job == matrix_job), matrix_job)
         self.targets.tick(*self.targets.chosen(), on=False)
         self.banner.dismiss()
         return ids
 
     def _on_job_done(self, job_id: int, path: str) -> None:
-        self.sig_library_changed.emit(path)
+        job = self.jobs.jobs.get(job_id)
+        if job is None or job.kind != "imatrix":
+            self.sig_library_changed.emit(path)
         self._update_plan()
 
     def _on_job_failed(self, job_id: int, error) -> None:

@@ -9,9 +9,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from runtime.bench.charts import metric_bars, size_quality_scatter
-from runtime.bench.export import csv_rows, export_chart, export_csv, export_json
+from runtime.bench.export import csv_rows, export_chart, export_csv, export_json, export_markdown
 from runtime.bench.results import BenchRun
 from runtime.errors import ExportError, WorkbenchError
+from tests.runtime.bench.recipe_samples import recipe_run
 from tests.runtime.bench.sample_results import sample_results, sample_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,6 +58,8 @@ def test_csv_round_trips_the_flat_figures_with_run_and_machine_columns(tmp_path)
         for key, value in result.flat().items():
             if value is None:
                 assert row[key] == ""
+            elif isinstance(value, (list, dict)):
+                assert json.loads(row[key]) == value
             elif isinstance(value, bool):
                 assert row[key] == str(value)
             elif isinstance(value, (int, float)):
@@ -117,6 +120,46 @@ def test_no_half_file_when_writing_fails(tmp_path):
     with pytest.raises(TypeError):
         export_json([Unserializable()], tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists() and leftovers(tmp_path) == []
+
+
+def test_csv_writes_batched_and_kv_figures_as_json_cells(tmp_path):
+    run = recipe_run()
+    path = export_csv(run, tmp_path / "figures.csv")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    q4 = next(row for row in rows if row["quant"] == "Q4_K_M")
+    assert [p["n"] for p in json.loads(q4["batched"])] == [1, 2, 4, 8]
+    turns = json.loads(q4["kv_reuse"])
+    assert turns[1]["evaluated_reuse"] == 38 and turns[1]["ttft_fresh_s"] == pytest.approx(0.09)
+    assert rows[0]["engine"] == "pytorch" and rows[0]["kv_reuse"] == "" and rows[0]["batched"] == ""
+    assert json.loads(rows[0]["option_parallel"]) == [1, 2, 4, 8] and rows[0]["option_kv_reuse"] == "True"
+
+
+def test_json_carries_the_recipes_and_still_round_trips(tmp_path):
+    run = recipe_run()
+    data = json.loads(export_json(run, tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert [r["key"] for r in data["recipes"]] == ["half", "int8", "int4", "q8", "batching", "kv_reuse"]
+    int8 = data["recipes"][1]
+    assert int8["measured"].startswith("INT8 (PyTorch dynamic): 3.6x smaller (peak memory 2.1x lower), 1.4x faster, "
+                                       "KLD 0.0042 against FP32")
+    assert int8["verdict"] == "partly" and int8["chart"] == "Size vs quality" and int8["claim"]
+    assert BenchRun.from_dict(data) == run
+    several = json.loads(export_json([run, sample_run()], tmp_path / "runs.json").read_text(encoding="utf-8"))
+    assert several[1]["recipes"][0]["verdict"] == "not measured"
+
+
+def test_markdown_report_has_the_figures_summary_and_recipes(tmp_path):
+    path = export_markdown(recipe_run(), tmp_path / "report.md")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmark run of ")
+    assert "Machine: cpu: AMD EPYC 7B13; ram: 8.0 GiB" in text and "KV cache reuse: a multi-turn chat" in text
+    assert "| Q4_K_M | llama.cpp | 84.0 MiB | 118.9 |" in text and "| INT8 (dynamic) | pytorch |" in text
+    assert "## Recipes checked on this machine" in text
+    assert "| Reusing the KV cache makes a continued dialogue 2x faster | Q4_K_M: first token 5.7x sooner" in text
+    assert leftovers(tmp_path) == []
+    failed = export_markdown(sample_run(), tmp_path / "old.md").read_text(encoding="utf-8")
+    assert "| Q2_K | llama.cpp | 61.0 MiB |" in failed and "failed: llama.cpp could not load" in failed
+    assert "| model.half() halves memory | Tick 'Add original checkpoint'" in failed
 
 
 def test_json_writes_a_figure_that_is_not_a_number_as_null(tmp_path):

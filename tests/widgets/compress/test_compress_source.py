@@ -26,7 +26,7 @@ def test_library_models_are_offered_and_picking_one_shows_its_facts(qtbot, compr
 
 
 def test_each_target_shows_its_expected_size_fit_and_quality_note(qtbot, compress_tab, starter_model):
-    from runtime.compress.quantize import advanced_types, quantize_types
+    from runtime.compress.quantize import advanced_types, imatrix_types, quantize_types
     from runtime.compress.sizes import QUALITY_NOTES, expected_sizes
     from runtime.models.gguf_info import format_size
     from widgets.compress.source import short_quality_note
@@ -36,7 +36,7 @@ def test_each_target_shows_its_expected_size_fit_and_quality_note(qtbot, compres
     main = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"]
     assert list(quantize_types()) == main
     assert list(rows) == main                      # the advanced rows are made when opened
-    advanced = [t for t in advanced_types() if t not in main]
+    advanced = [t for t in advanced_types() + imatrix_types() if t not in main]
     assert advanced and compress_tab.targets.advanced_button.text() == f"Advanced types ({len(advanced)})"
     sizes = expected_sizes(starter_model, main)
     for qtype in main:
