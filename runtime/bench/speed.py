@@ -155,8 +155,18 @@ def measure_speed_and_batching(path: str | os.PathLike, options: SpeedOptions, *
     cancel.check()
     from runtime.bench.speed_child import runner_steps
 
-    total = 1 + runner_steps(options.reps, options.warmup, len(options.parallel))  # loading is the first step
-    child = ChildProcess(CHILD_MODULE, child_args(path, options), name="speed runner", error_class=ProcessCrashed)
+    steps = runner_steps(options.reps, options.warmup, len(options.parallel))
+    done = run_speed_child(child_args(path, options), name, steps, "speed runner", progress, cancel)
+    return figures_from_event(done), batched_from_event(done)
+
+
+def run_speed_child(args: list[str], name: str, steps: int, process_name: str, progress: ProgressCallback,
+                    cancel: CancelToken, *, module: str = CHILD_MODULE, start_timeout_s: float = START_TIMEOUT_S,
+                    hint: str = _CRASH_HINT) -> dict:
+    """Run one speed child (``module``: llama.cpp's, or PyTorch's) to its ``done`` event and return it; loading
+    is the first of ``1 + steps`` progress steps, the child's own ``progress`` events the others."""
+    total = 1 + steps
+    child = ChildProcess(module, args, name=process_name, error_class=ProcessCrashed)
 
     def on_event(event: dict) -> None:
         if event.get("event") == "progress":
@@ -165,16 +175,15 @@ def measure_speed_and_batching(path: str | os.PathLike, options: SpeedOptions, *
     try:
         progress(0, total, f"{name}: loading")
         child.start()
-        child.wait_for("started", START_TIMEOUT_S, cancel, doing="starting", hint=_CRASH_HINT)
-        child.wait_for("loaded", LOAD_TIMEOUT_S, cancel, doing=f"loading {name}", hint=_CRASH_HINT)
+        child.wait_for("started", start_timeout_s, cancel, doing="starting", hint=hint)
+        child.wait_for("loaded", LOAD_TIMEOUT_S, cancel, doing=f"loading {name}", hint=hint)
         progress(1, total, f"{name}: loaded")
-        done = child.wait_for("done", RUN_TIMEOUT_S, cancel, on_event=on_event, doing=f"measuring {name}",
-                              hint=_CRASH_HINT)
+        done = child.wait_for("done", RUN_TIMEOUT_S, cancel, on_event=on_event, doing=f"measuring {name}", hint=hint)
         child.wait(5)
     finally:
         child.kill()
     progress(total, total, f"{name}: done")
-    return figures_from_event(done), batched_from_event(done)
+    return done
 
 
 def figures_from_event(event: dict) -> SpeedFigures:

@@ -29,9 +29,8 @@ from typing import Sequence
 
 from runtime.bench.reference import DEFAULT_K, Reference
 from runtime.bench.results import QualityFigures, SpeedFigures, SpeedOptions
-from runtime.errors import BenchError, InsufficientMemoryError, ProcessCrashed, WorkbenchError
+from runtime.errors import BenchError, InsufficientMemoryError, WorkbenchError
 from runtime.jobs import CancelToken, ProgressCallback, no_progress
-from runtime.procs import ChildProcess
 
 CHILD_MODULE = "runtime.bench.torch_child"
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -43,8 +42,6 @@ LOAD_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 5}
 RUNTIME_BYTES = 600 << 20          # torch and transformers themselves, resident
 SOURCE_KEY = "workbench.source_checkpoint"
 START_TIMEOUT_S = 180.0            # importing torch and transformers on a busy machine
-LOAD_TIMEOUT_S = 1800.0
-RUN_TIMEOUT_S = 7 * 24 * 3600.0    # Cancel is the way out
 _CRASH_HINT = ("The computer may have run out of memory: close other programs, leave out the FP32 row "
                "or choose a smaller context, and try again.")
 
@@ -193,7 +190,7 @@ def measure_torch_speed(checkpoint: str | os.PathLike, precision: str, options: 
     prompt and generation tokens, repetitions, warm-up: as the GGUF rows). Raises BenchError (not a
     checkpoint, options, transformers cannot load it), InsufficientMemoryError, Cancelled (the child is
     killed), ProcessCrashed (the child died: its signal in ``facts["signal"]``)."""
-    from runtime.bench.speed import check_options, figures_from_event
+    from runtime.bench.speed import check_options, figures_from_event, run_speed_child
 
     cancel = cancel or CancelToken()
     check_options(options)
@@ -202,28 +199,11 @@ def measure_torch_speed(checkpoint: str | os.PathLike, precision: str, options: 
     check_torch_memory(info, precision, options.prompt_tokens + options.gen_tokens)
     cancel.check()
     name = row_name(checkpoint, precision)
-    total = 1 + (1 if options.warmup else 0) + 3 * options.reps
     args = ["speed", str(Path(checkpoint).resolve()), "--precision", precision, "--threads",
             str(_threads(options.threads)), "--prompt-tokens", str(options.prompt_tokens), "--gen-tokens",
             str(options.gen_tokens), "--reps", str(options.reps)] + ([] if options.warmup else ["--no-warmup"])
-    child = ChildProcess(CHILD_MODULE, args, name="PyTorch runner", error_class=ProcessCrashed)
-
-    def on_event(event: dict) -> None:
-        if event.get("event") == "progress":
-            progress(1 + int(event.get("done", 0)), total, f"{name}: {event.get('message', '')}")
-
-    try:
-        progress(0, total, f"{name}: loading")
-        child.start()
-        child.wait_for("started", START_TIMEOUT_S, cancel, doing="starting", hint=_CRASH_HINT)
-        child.wait_for("loaded", LOAD_TIMEOUT_S, cancel, doing=f"loading {name}", hint=_CRASH_HINT)
-        progress(1, total, f"{name}: loaded")
-        done = child.wait_for("done", RUN_TIMEOUT_S, cancel, on_event=on_event, doing=f"measuring {name}",
-                              hint=_CRASH_HINT)
-        child.wait(5)
-    finally:
-        child.kill()
-    progress(total, total, f"{name}: done")
+    done = run_speed_child(args, name, (1 if options.warmup else 0) + 3 * options.reps, "PyTorch runner", progress,
+                           cancel, module=CHILD_MODULE, start_timeout_s=START_TIMEOUT_S, hint=_CRASH_HINT)
     return TorchSpeed(figures_from_event(done), int(done["memory_bytes"]), precision)
 
 

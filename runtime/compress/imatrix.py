@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.compress.calibration import CALIBRATION_FILE, default_calibration_path  # noqa: F401 - re-exported
+from runtime.compress.calibration import CALIBRATION_FILE, default_calibration_path  # noqa: F401 (re-exported)
 from runtime.errors import ModelFileError, QuantizeError
 
 SUM_SUFFIX, COUNT_SUFFIX = ".in_sum2", ".counts"

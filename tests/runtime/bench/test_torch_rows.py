@@ -157,12 +157,14 @@ def test_a_checkpoint_too_big_for_free_memory_is_skipped_with_numbers(original, 
 def test_cancel_kills_the_pytorch_child(original, monkeypatch):
     children = []
 
-    class Recorded(torch_rows.ChildProcess):
+    import runtime.bench.speed as speed
+
+    class Recorded(speed.ChildProcess):
         def start(self):
             children.append(self)
             super().start()
 
-    monkeypatch.setattr(torch_rows, "ChildProcess", Recorded)
+    monkeypatch.setattr(speed, "ChildProcess", Recorded)
     cancel = CancelToken()
 
     def progress(done, total, message):
